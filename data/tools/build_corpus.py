@@ -1,0 +1,168 @@
+"""Assemble data/ from the annotation work: labelled candidates, reviewed pilot, written paragraphs,
+seed articles. Splits are assigned by document (near-duplicate documents are grouped first), stratified
+by language and label, with a fixed seed, so the files in data/ are the fixed splits.
+
+    python data/tools/build_corpus.py WORK_DIR [--shared ../shared]
+
+WORK_DIR holds candidates/*.jsonl (text + attribution), labels/*.jsonl (id, topics, stance) and
+written/*.jsonl (full records). Run once; the data/ files it writes are what the project ships.
+"""
+
+import argparse
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+FIELDS = ("id", "text", "lang", "topics", "stance", "source", "doc_id")
+SPLIT_SHARES = (("test", 0.12), ("validation", 0.12), ("train", 0.76))
+SEED = 20261123
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def norm(text):
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def gather(work: Path, shared: Path):
+    records, seen_text = [], set()
+
+    def add(r):
+        key = norm(r["text"])
+        if key in seen_text or not key:
+            return False
+        seen_text.add(key)
+        records.append({k: r[k] for k in FIELDS})
+        return True
+
+    # Reviewed pilot first: its labels are the settled ones where a candidate repeats a pilot text.
+    review = {r["id"]: r for r in read_jsonl(work / "labels/pilot_review.jsonl")}
+    for f in sorted((shared / "pilot").glob("*.jsonl")):
+        for r in read_jsonl(f):
+            settled = review[r["id"]]
+            add(dict(r, topics=settled["topics"], stance=settled["stance"]))
+
+    labels = {}
+    for f in sorted((work / "labels").glob("*.jsonl")):
+        if f.stem not in ("pilot_review", "seeds", "seed_articles", "second_pass", "adjudication"):
+            labels.update({r["id"]: r for r in read_jsonl(f)})
+    adjudicated = {}
+    if (work / "labels/adjudication.jsonl").exists():
+        adjudicated = {r["id"]: r for r in read_jsonl(work / "labels/adjudication.jsonl")}
+    unlabelled = 0
+    for f in sorted((work / "candidates").glob("*.jsonl")):
+        for r in read_jsonl(f):
+            if r["id"] not in labels:
+                unlabelled += 1
+                continue
+            gold = adjudicated.get(r["id"], labels[r["id"]])
+            add(dict(r, topics=gold["topics"], stance=gold["stance"]))
+    for f in sorted((work / "written").glob("*.jsonl")):
+        for r in read_jsonl(f):
+            gold = adjudicated.get(r["id"], r)
+            add(dict(r, topics=gold["topics"], stance=gold["stance"], source="written"))
+    print(f"{len(records)} records ({unlabelled} candidates not labelled, left out)")
+    return records
+
+
+def drop_seed_lookalikes(records, seeds):
+    """The seed articles are evaluation data: drop any corpus text that is a near-duplicate of a
+    seed paragraph (in practice generic page furniture such as "Listen to this article")."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit([norm(r["text"]) for r in records + seeds])
+    sims = vec.transform([norm(r["text"]) for r in records]) @ vec.transform([norm(s["text"]) for s in seeds]).T
+    close = set(sims.tocoo().row[sims.tocoo().data >= 0.85])
+    for i in sorted(close):
+        print(f"dropped (near-duplicate of a seed paragraph): {records[i]['id']}: {records[i]['text'][:60]!r}")
+    return [r for i, r in enumerate(records) if i not in close]
+
+
+def document_groups(records):
+    """Documents joined when any of their texts are near-duplicates (char n-gram cosine >= 0.8),
+    so that no near-duplicate can straddle two splits."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    parent = {}
+
+    def find(d):
+        while parent.setdefault(d, d) != d:
+            parent[d] = parent[parent[d]]
+            d = parent[d]
+        return d
+
+    matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit_transform([norm(r["text"]) for r in records])
+    sims = (matrix @ matrix.T).tocoo()
+    joined = 0
+    for i, j, v in zip(sims.row, sims.col, sims.data):
+        if i < j and v >= 0.8:
+            a, b = find(records[i]["doc_id"]), find(records[j]["doc_id"])
+            if a != b:
+                parent[a] = b
+                joined += 1
+    print(f"{joined} document pairs joined as near-duplicates")
+    groups = defaultdict(list)
+    for r in records:
+        groups[find(r["doc_id"])].append(r)
+    return list(groups.values())
+
+
+def assign_splits(groups):
+    """Stratify groups by (language, main label), shuffle within a stratum, and deal them out so
+    that each stratum's paragraphs fill test / validation / train near their target shares."""
+    rng = random.Random(SEED)
+    strata = defaultdict(list)
+    for g in groups:
+        lang = Counter(r["lang"] for r in g).most_common(1)[0][0]
+        topic = Counter(t for r in g for t in r["topics"]).most_common(1)
+        stance = Counter(r["stance"] for r in g).most_common(1)[0][0]
+        strata[(lang, topic[0][0] if topic else "none", stance)].append(g)
+    split_of = {}
+    for key in sorted(strata):
+        members = strata[key]
+        rng.shuffle(members)
+        filled = Counter()
+        total = sum(len(g) for g in members)
+        for g in members:
+            # the split furthest below its share of this stratum takes the next group
+            name = min(SPLIT_SHARES, key=lambda s: filled[s[0]] / total - s[1])[0]
+            filled[name] += len(g)
+            for r in g:
+                split_of[r["id"]] = name
+    return split_of
+
+
+def write_jsonl(path: Path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    parser.add_argument("--out", type=Path, default=Path("data"))
+    args = parser.parse_args()
+
+    records = gather(args.work, args.shared)
+    seeds = read_jsonl(args.work / "labels/seeds.jsonl")
+    records = drop_seed_lookalikes(records, seeds)
+    split_of = assign_splits(document_groups(records))
+    for name, _ in SPLIT_SHARES:
+        rows = sorted((r for r in records if split_of[r["id"]] == name), key=lambda r: r["id"])
+        write_jsonl(args.out / "corpus" / f"{name}.jsonl", rows)
+        print(name, len(rows), dict(Counter(r["lang"] for r in rows)))
+
+    write_jsonl(args.out / "seeds/paragraphs.jsonl", [{k: r[k] for k in FIELDS} for r in seeds])
+    write_jsonl(args.out / "seeds/articles.jsonl", read_jsonl(args.work / "labels/seed_articles.jsonl"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Corpus files: loading with validation, split checks, and counts.
+
+Records are JSON lines in the annotation guide's format (`id`, `text`, `lang`, one field per task
+of the label schema, `source`, optional `doc_id`). Every problem is reported as
+`file:line: field: message`, all of them in one pass, and nothing is trained on a file with one.
+
+    python -m train.data validate            # the corpus named in configs/data/news.yaml
+    python -m train.data validate --data sib200
+    python -m train.data stats               # counts per split x language x label
+"""
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+from train.labels import MULTI, LabelSchema
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LANG_CODE = re.compile(r"^[a-z]{2,3}$")  # ISO 639-1 (or -3 where no two-letter code exists)
+NEAR_DUPLICATE_COSINE = 0.9
+
+
+class DataError(Exception):
+    """One or more `file:line: field: message` problems."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def read_records(path: Path, schema: LabelSchema, labelled: bool = True) -> tuple[list[dict], list[str]]:
+    """Parse a JSONL file; return (valid records, problems). Records keep their line number."""
+    path = Path(path)
+    if not path.is_file():
+        return [], [f"{path}:0: file: not found (or not a regular file)"]
+    raw = path.read_bytes()
+    if b"\x00" in raw[:8192]:
+        return [], [f"{path}:0: file: looks binary (NUL bytes), expected UTF-8 JSON lines"]
+    records, problems = [], []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        line = line.removesuffix(b"\r")
+        if number == 1:
+            line = line.removeprefix(b"\xef\xbb\xbf")  # tolerate a byte-order mark
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            problems.append(f"{where}: line: invalid UTF-8 at byte {e.start}")
+            continue
+        except json.JSONDecodeError as e:
+            problems.append(f"{where}: line: invalid JSON ({e.msg} at column {e.colno})")
+            continue
+        found = check_record(record, schema, labelled)
+        problems += [f"{where}: {p}" for p in found]
+        if not found:
+            record["_line"] = number
+            records.append(record)
+    if not records and not problems:
+        problems.append(f"{path}:0: file: no records (empty file)")
+    return records, problems
+
+
+def check_record(record, schema: LabelSchema, labelled: bool) -> list[str]:
+    """Problems of one parsed record, as `field: message` strings."""
+    if not isinstance(record, dict):
+        return [f"record: expected a JSON object, got {type(record).__name__}"]
+    problems = []
+    for field in ("id", "text", "lang"):
+        value = record.get(field)
+        if field not in record:
+            problems.append(f"{field}: missing")
+        elif not isinstance(value, str):
+            problems.append(f"{field}: expected a string, got {type(value).__name__}")
+        elif not value.strip():
+            problems.append(f"{field}: empty or whitespace-only")
+    if isinstance(record.get("lang"), str) and record["lang"].strip() and not LANG_CODE.match(record["lang"]):
+        problems.append(f"lang: {record['lang']!r} is not a lower-case ISO 639 code such as 'en', 'es', 'ko'")
+    for field in ("source", "doc_id"):
+        if field in record and not isinstance(record[field], str):
+            problems.append(f"{field}: expected a string, got {type(record[field]).__name__}")
+    if not labelled:
+        return problems
+    for task in schema.tasks:
+        gold = record.get(task.name)
+        if task.name not in record:
+            problems.append(f"{task.name}: missing")
+        elif task.kind == MULTI:
+            if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
+                problems.append(f"{task.name}: expected a list of labels, got {json.dumps(gold)}")
+            else:
+                unknown = [g for g in gold if g not in task.labels]
+                if unknown:
+                    problems.append(f"{task.name}: unknown label(s) {unknown}; known: {list(task.labels)}")
+                if len(set(gold)) != len(gold):
+                    problems.append(f"{task.name}: repeated label in {gold}")
+        elif gold not in task.labels:
+            problems.append(f"{task.name}: unknown label {json.dumps(gold)}; known: {list(task.labels)}")
+    return problems
+
+
+def load_split(path, schema: LabelSchema, labelled: bool = True) -> list[dict]:
+    """Records of one file, or DataError listing every problem in it."""
+    records, problems = read_records(Path(path), schema, labelled)
+    if problems:
+        raise DataError(problems)
+    return records
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def check_splits(splits: dict[str, list[dict]], paths: dict[str, Path]) -> list[str]:
+    """Duplicate ids anywhere; documents, texts or near-duplicate texts shared by two splits."""
+    problems, seen_ids, doc_split, text_split = [], {}, {}, {}
+    for name, records in splits.items():
+        for r in records:
+            where = f"{paths[name]}:{r['_line']}"
+            if r["id"] in seen_ids:
+                problems.append(f"{where}: id: duplicate id {r['id']!r} (first at {seen_ids[r['id']]})")
+            seen_ids.setdefault(r["id"], where)
+            doc = r.get("doc_id")
+            if doc and doc_split.setdefault(doc, name) != name:
+                problems.append(f"{where}: doc_id: document {doc!r} is also in split {doc_split[doc]!r}")
+            key = normalise(r["text"])
+            if key and text_split.setdefault(key, (name, where))[0] != name:
+                problems.append(f"{where}: text: same text as {text_split[key][1]} in another split")
+    return problems + near_duplicates(splits, paths)
+
+
+def near_duplicates(splits: dict[str, list[dict]], paths: dict[str, Path]) -> list[str]:
+    """Pairs of texts in different splits whose character n-gram TF-IDF cosine is >= 0.9."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    names = [n for n in splits if splits[n]]
+    if len(names) < 2:
+        return []
+    texts = [normalise(r["text"]) for n in names for r in splits[n]]
+    owner = [(n, r) for n in names for r in splits[n]]
+    matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=1).fit_transform(texts)
+    problems, offset = [], 0
+    bounds = {}
+    for n in names:
+        bounds[n] = (offset, offset + len(splits[n]))
+        offset += len(splits[n])
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            (a0, a1), (b0, b1) = bounds[a], bounds[b]
+            sims = (matrix[a0:a1] @ matrix[b0:b1].T).tocoo()
+            for row, col, value in zip(sims.row, sims.col, sims.data):
+                if value >= NEAR_DUPLICATE_COSINE:
+                    ra, rb = owner[a0 + row][1], owner[b0 + col][1]
+                    problems.append(f"{paths[b]}:{rb['_line']}: text: near-duplicate (cosine {value:.2f}) "
+                                    f"of {paths[a]}:{ra['_line']} in split {a!r}")
+    return problems
+
+
+def data_config(name: str):
+    """The data group config `configs/data/<name>.yaml` (paths and schema)."""
+    from omegaconf import OmegaConf
+
+    path = PROJECT_ROOT / "configs" / "data" / f"{name}.yaml"
+    if not path.exists():
+        raise SystemExit(f"unknown data config {name!r}: {path} not found")
+    return OmegaConf.load(path)
+
+
+def project_path(path) -> Path:
+    """Relative paths in configs are relative to the project root, wherever the job runs."""
+    path = Path(path)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def split_paths(cfg) -> dict[str, Path]:
+    return {split: project_path(p) for split, p in cfg.files.items()}
+
+
+def validate(cfg) -> list[str]:
+    schema = LabelSchema(cfg.schema)
+    paths = split_paths(cfg)
+    splits, problems = {}, []
+    for split, path in paths.items():
+        splits[split], found = read_records(path, schema)
+        problems += found
+    # The seed articles are evaluation data of their own; they must not overlap any split either.
+    return problems + check_splits(splits, paths)
+
+
+def stats(cfg) -> str:
+    schema = LabelSchema(cfg.schema)
+    lines = []
+    for split, path in split_paths(cfg).items():
+        records = load_split(path, schema)
+        langs = Counter(r["lang"] for r in records)
+        lines.append(f"\n{split} ({path}): {len(records)} records, {len(langs)} languages")
+        columns = sorted(langs, key=lambda l: (-langs[l], l))
+        lines.append(f"  {'label':<22}" + "".join(f"{l:>6}" for l in columns) + f"{'all':>7}")
+        rows = [("records", lambda r: True)]
+        for task in schema.tasks:
+            if task.kind == MULTI:
+                rows.append((f"{task.name}: (none)", lambda r, t=task: not r[t.name]))
+            rows += [(f"{task.name}: {lab}", lambda r, t=task, lab=lab: lab in r[t.name]
+                      if t.kind == MULTI else r[t.name] == lab) for lab in task.labels]
+        for label, match in rows:
+            counts = Counter(r["lang"] for r in records if match(r))
+            lines.append(f"  {label:<22}" + "".join(f"{counts[l]:>6}" for l in columns)
+                         + f"{sum(counts.values()):>7}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m train.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["validate", "stats"], help="what to do")
+    parser.add_argument("--data", default="news", help="data config in configs/data/ (default: news)")
+    args = parser.parse_args(argv)
+    cfg = data_config(args.data)
+    if args.command == "stats":
+        try:
+            print(stats(cfg))
+        except DataError as e:
+            print(e, file=sys.stderr)
+            return 1
+        return 0
+    problems = validate(cfg)
+    for p in problems:
+        print(p, file=sys.stderr)
+    print(f"{len(problems)} problem(s) in {len(cfg.files)} file(s)", file=sys.stderr if problems else sys.stdout)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

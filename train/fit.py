@@ -1,0 +1,215 @@
+"""The training job: fine-tune one encoder with one head for every task of the label schema.
+
+`train(cfg)` reads in phases: seed, data (validated before any model is loaded), model, tokenised
+datasets, loss with class weights from the training split, Trainer with per-epoch validation,
+early stopping and best-checkpoint selection, then an atomic save into `models/<run_name>` and
+`models/latest`. The command line is `python -m train` (see train/__main__.py).
+"""
+
+import json
+import logging
+import os
+import shutil
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from train.base_model import resolve_model_path
+from train.data import DataError, load_split, project_path, split_paths
+from train.labels import MULTI, LabelSchema
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg) -> dict:
+    """Run one training job described by a composed Hydra config; return validation metrics."""
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                              EarlyStoppingCallback, Trainer, TrainingArguments, set_seed)
+
+    set_seed(cfg.seed)
+    schema = LabelSchema(cfg.data.schema)
+    paths = split_paths(cfg.data)
+    problems, splits = [], {}
+    for split in ("train", "validation"):
+        try:
+            splits[split] = load_split(paths[split], schema)
+        except DataError as e:
+            problems += e.problems
+    if problems:
+        raise DataError(problems)
+    train_records = limit(splits["train"], cfg.data.get("max_train_samples"), cfg.seed)
+    val_records = limit(splits["validation"], cfg.data.get("max_eval_samples"), cfg.seed)
+    log.info("data: %d training and %d validation paragraphs", len(train_records), len(val_records))
+
+    base = resolve_model_path(cfg.model.name_or_path)
+    remote = bool(cfg.model.get("trust_remote_code", False))
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=remote)
+    names = schema.output_names()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=schema.num_outputs, id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)}, problem_type="multi_label_classification",
+        trust_remote_code=remote)
+    # What our loaders need beyond id2label: the task slices, the input prefix and window.
+    model.config.task_schema = schema.to_list()
+    model.config.text_prefix = cfg.model.text_prefix
+    model.config.max_seq_length = cfg.model.max_length  # not `max_length`: transformers reserves it for generation
+    if should_freeze(cfg.model.freeze_word_embeddings):
+        model.get_input_embeddings().weight.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("model: %s, %.1fM trainable of %.1fM parameters", cfg.model.name_or_path, trainable / 1e6,
+             model.num_parameters() / 1e6)
+
+    train_set = encode(train_records, schema, tokenizer, cfg.model, "train")
+    val_set = encode(val_records, schema, tokenizer, cfg.model, "validation")
+
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_args.get("bf16") == "auto":  # bf16 where the GPU has it; fp32 elsewhere unless asked
+        trainer_args["bf16"] = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    work_dir = project_path(cfg.paths.work_dir)
+    args = TrainingArguments(
+        output_dir=str(work_dir / "checkpoints"), eval_strategy="epoch", save_strategy="epoch",
+        load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
+        seed=cfg.seed, data_seed=cfg.seed, report_to="none", **trainer_args)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+        compute_loss_func=MultiTaskLoss(schema, train_records, cfg.loss.balance_classes),
+        compute_metrics=partial(task_metrics, schema),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)])
+    trainer.loss_is_scaled_for_ga = False  # our loss is a batch mean: let the Trainer divide by GA steps
+
+    resume = cfg.get("resume", False) and last_checkpoint(work_dir / "checkpoints")
+    trainer.train(resume_from_checkpoint=resume or None)
+    metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
+    if trainer.is_world_process_zero():
+        out = project_path(cfg.paths.models_dir) / cfg.run_name
+        save_model_folder(trainer, cfg, schema, metrics, out)
+        log.info("saved %s (validation macro-F1 %.4f)", out, metrics["macro_f1"])
+    return metrics
+
+
+def limit(records, n, seed):
+    """A seeded sample of at most `n` records (all of them when n is None)."""
+    if n is None or n >= len(records):
+        return records
+    keep = np.random.default_rng(seed).choice(len(records), size=n, replace=False)
+    return [records[i] for i in sorted(keep)]
+
+
+def should_freeze(setting) -> bool:
+    """`auto`: freeze the word embeddings on CPU, where they are 96M of e5-small's 118M parameters."""
+    return (not torch.cuda.is_available()) if setting == "auto" else bool(setting)
+
+
+def encode(records, schema, tokenizer, model_cfg, split):
+    """Tokenised `datasets.Dataset` with a float target vector per record (dynamic padding later)."""
+    from datasets import Dataset
+
+    texts = [model_cfg.text_prefix + r["text"] for r in records]
+    encoded = tokenizer(texts, truncation=True, max_length=model_cfg.max_length)
+    full = tokenizer(texts, truncation=False)["input_ids"]
+    cut = sum(len(ids) > model_cfg.max_length for ids in full)
+    if cut:  # never silent: training sees the first max_length tokens of long paragraphs
+        log.warning("%s: %d of %d paragraphs are longer than max_length=%d tokens and were truncated "
+                    "for training (inference windows long text instead)", split, cut, len(texts),
+                    model_cfg.max_length)
+    columns = dict(encoded)
+    columns["labels"] = [schema.encode(r) for r in records]
+    return Dataset.from_dict(columns)
+
+
+class MultiTaskLoss:
+    """Sum over tasks: BCE with `pos_weight` on multi-label slices, weighted CE on single-label ones.
+    Weights come from the training split's label counts (the classes are far from balanced)."""
+
+    def __init__(self, schema: LabelSchema, train_records, balance: bool):
+        self.schema = schema
+        self.weights = {}
+        targets = np.array([schema.encode(r) for r in train_records])
+        for t in schema.tasks:
+            if not balance:
+                self.weights[t.name] = None
+                continue
+            positives = targets[:, t.slice].sum(axis=0)
+            if t.kind == MULTI:  # negatives / positives, as BCEWithLogitsLoss documents
+                weight = (len(targets) - positives) / np.maximum(positives, 1)
+            else:  # "balanced": n / (k * count), as scikit-learn's compute_class_weight
+                weight = len(targets) / (len(t.labels) * np.maximum(positives, 1))
+            self.weights[t.name] = torch.tensor(weight, dtype=torch.float32)
+
+    def __call__(self, outputs, labels, num_items_in_batch=None):
+        logits = outputs.logits.float()
+        loss = logits.new_zeros(())
+        for t in self.schema.tasks:
+            z, y = logits[:, t.slice], labels[:, t.slice].float()
+            w = self.weights[t.name]
+            w = None if w is None else w.to(z.device)
+            if t.kind == MULTI:
+                loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(z, y, pos_weight=w)
+            else:
+                loss = loss + torch.nn.functional.cross_entropy(z, y.argmax(dim=1), weight=w)
+        return loss
+
+
+def task_metrics(schema: LabelSchema, prediction) -> dict:
+    """Macro-F1 per task and their mean (`macro_f1`, the model-selection metric), at 0.5."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits, targets = prediction.predictions, prediction.label_ids
+    probs = schema.probabilities(logits)
+    out = {}
+    for t in schema.tasks:
+        gold, p = targets[:, t.slice], probs[:, t.slice]
+        if t.kind == MULTI:
+            pred = (p >= 0.5).astype(int)
+            out[f"{t.name}_macro_f1"] = f1_score(gold, pred, average="macro", zero_division=0)
+            out[f"{t.name}_micro_f1"] = f1_score(gold, pred, average="micro", zero_division=0)
+        else:
+            g, pr = gold.argmax(1), p.argmax(1)
+            out[f"{t.name}_macro_f1"] = f1_score(g, pr, average="macro", labels=range(len(t.labels)),
+                                                 zero_division=0)
+            out[f"{t.name}_accuracy"] = accuracy_score(g, pr)
+    out["macro_f1"] = float(np.mean([out[f"{t.name}_macro_f1"] for t in schema.tasks]))
+    return {k: float(v) for k, v in out.items()}
+
+
+def last_checkpoint(checkpoint_dir: Path):
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+
+
+def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Path):
+    """Write the model folder under a temporary name, check it loads, then move it into place and
+    point `models/latest` at it; a failure leaves neither a half-written folder nor a moved link."""
+    from transformers import AutoConfig
+
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        trainer.save_model(str(tmp))  # weights (safetensors), config.json with id2label, tokenizer
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml records the same
+        (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (tmp / "label_schema.json").write_text(json.dumps(schema.to_list(), indent=2) + "\n")
+        (tmp / "validation_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        saved = LabelSchema.from_model_config(AutoConfig.from_pretrained(tmp))
+        if saved != schema or not (tmp / "model.safetensors").is_file():
+            raise RuntimeError(f"{tmp}: saved model folder failed its check")
+        if out.exists():
+            raise FileExistsError(f"{out} already exists; choose another run_name")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    point_latest(out)
+
+
+def point_latest(out: Path):
+    link, tmp_link = out.parent / "latest", out.parent / f".latest.tmp{os.getpid()}"
+    if tmp_link.is_symlink():
+        tmp_link.unlink()
+    tmp_link.symlink_to(out.name)
+    os.replace(tmp_link, link)  # atomic on POSIX
