@@ -161,7 +161,26 @@ def main():
         print(name, len(rows), dict(Counter(r["lang"] for r in rows)))
 
     write_jsonl(args.out / "seeds/paragraphs.jsonl", [{k: r[k] for k in FIELDS} for r in seeds])
-    write_jsonl(args.out / "seeds/articles.jsonl", read_jsonl(args.work / "labels/seed_articles.jsonl"))
+    write_jsonl(args.out / "seeds/articles.jsonl", seed_articles(seeds))
+
+
+def seed_articles(paragraphs):
+    """Article labels of the seed articles: the guide's rule applied to the gold paragraph labels."""
+    from train.articles import aggregate
+
+    by_doc = defaultdict(list)
+    for p in paragraphs:
+        by_doc[p["doc_id"]].append(p)
+    rows = []
+    for doc, ps in sorted(by_doc.items()):
+        gold = aggregate(ps)
+        chars = Counter()
+        for p in ps:
+            chars[p["lang"]] += len(p["text"])
+        lang = chars.most_common(1)[0][0]  # the language of most of the text, not of the page furniture
+        rows.append({"doc_id": doc, "lang": lang, "topics": gold["topics"], "stance": gold["stance"],
+                     "paragraphs": len(ps), "headline": ps[0]["text"]})
+    return rows
 
 
 if __name__ == "__main__":

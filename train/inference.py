@@ -1,0 +1,180 @@
+"""Inference with a saved model: paragraphs and articles, long text windowed, never truncated.
+
+    from train.inference import Classifier
+    clf = Classifier.from_pretrained("models/latest")
+    clf.predict(["Kim and Putin signed a treaty in Pyongyang."])[0]["topics"]     # ['russia_ties', ...]
+    clf.predict_article(open("seeds/001_6f496aa57e6e3364.txt").read())["stance"]
+
+Speed on a CPU comes from sorting windows by length, padding each batch only to its longest
+window, and running under `torch.inference_mode`.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train.articles import aggregate, split_paragraphs
+from train.labels import MULTI, LabelSchema
+
+THRESHOLDS_FILE = "thresholds.json"
+
+
+class ModelFolderError(Exception):
+    """A model folder that is missing, incomplete or unreadable (the message names the file)."""
+
+
+def check_model_folder(path: Path) -> dict:
+    """The folder's config.json as a dict, or ModelFolderError naming what is wrong."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFolderError(f"{path}: model folder not found (train one with `python -m train`)")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelFolderError(f"{config_file}: missing; is {path} a model folder written by `python -m train`?")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFolderError(f"{config_file}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or not config.get("task_schema"):
+        raise ModelFolderError(f"{config_file}: task_schema: missing; the model was not trained by this toolkit")
+    if not (path / "model.safetensors").is_file():
+        raise ModelFolderError(f"{path / 'model.safetensors'}: missing (only safetensors weights are loaded)")
+    return config
+
+
+class Classifier:
+    def __init__(self, model, tokenizer, schema: LabelSchema, thresholds: dict, text_prefix: str = "",
+                 window: int = 128, overlap: int | None = None):
+        self.model, self.tokenizer, self.schema = model.eval(), tokenizer, schema
+        self.thresholds, self.text_prefix = thresholds, text_prefix
+        self.window = window
+        self.overlap = window // 4 if overlap is None else overlap  # context shared by neighbouring windows
+
+    @classmethod
+    def from_pretrained(cls, path="models/latest", device: str | None = None, threads: int | None = None,
+                        window: int | None = None):
+        """Load a model folder with its label schema and tuned thresholds (0.5 where none are saved)."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(path)
+        config = check_model_folder(path)
+        torch.set_num_threads(threads or max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
+                                                                       trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        except Exception as e:  # corrupt weights, unreadable tokenizer: say which folder
+            raise ModelFolderError(f"{path}: could not be loaded ({type(e).__name__}: {e})") from e
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        thresholds = {}
+        if (path / THRESHOLDS_FILE).is_file():
+            thresholds = json.loads((path / THRESHOLDS_FILE).read_text())
+        return cls(model, tokenizer, LabelSchema(config["task_schema"]), thresholds,
+                   config.get("text_prefix", ""), window or config.get("max_seq_length", 128))
+
+    # -- windows -----------------------------------------------------------------------------
+    def windows(self, text: str) -> list[list[int]]:
+        """Token-id windows covering all of `text`: each at most `self.window` tokens with the
+        special tokens and the model's text prefix; consecutive windows overlap by `overlap`."""
+        tok = self.tokenizer
+        head, tail = self._special_tokens()
+        prefix = tok(self.text_prefix, add_special_tokens=False)["input_ids"] if self.text_prefix else []
+        body = tok(text, add_special_tokens=False)["input_ids"]
+        room = self.window - len(head) - len(tail) - len(prefix)
+        if room <= self.overlap:
+            raise ValueError(f"window of {self.window} tokens is too small for overlap {self.overlap}")
+        starts = range(0, max(len(body) - self.overlap, 1), room - self.overlap)
+        return [head + prefix + body[s:s + room] + tail for s in starts]
+
+    def _special_tokens(self):
+        """The ids the tokenizer puts before and after a text (e.g. <s> ... </s>)."""
+        if not hasattr(self, "_specials"):
+            plain = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+            full = self.tokenizer("a")["input_ids"]
+            at = next(i for i in range(len(full)) if full[i:i + len(plain)] == plain)
+            self._specials = full[:at], full[at + len(plain):]
+        return self._specials
+
+    def scores(self, texts: list[str], batch_size: int = 32, progress: bool = False):
+        """Probabilities [n, outputs] (sigmoid / softmax per task) and the number of windows per text.
+        Topics take the max over windows; single-label tasks a length-weighted mean."""
+        per_text = [self.windows(t) for t in texts]
+        flat = [(i, ids) for i, ws in enumerate(per_text) for ids in ws]
+        order = sorted(range(len(flat)), key=lambda k: len(flat[k][1]))
+        logits = np.zeros((len(flat), self.schema.num_outputs), dtype=np.float32)
+        batches = range(0, len(order), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+            batches = tqdm(batches, desc="predicting", unit="batch")
+        device = self.model.device
+        pad = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            for b in batches:
+                idx = order[b:b + batch_size]
+                longest = max(len(flat[k][1]) for k in idx)
+                ids = torch.full((len(idx), longest), pad, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for row, k in enumerate(idx):
+                    seq = flat[k][1]
+                    ids[row, :len(seq)] = torch.tensor(seq)
+                    mask[row, :len(seq)] = 1
+                out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                logits[idx] = out.float().cpu().numpy()
+        window_probs = self.schema.probabilities(logits)
+        probs = np.zeros((len(texts), self.schema.num_outputs))
+        lengths = np.array([len(ids) for _, ids in flat], dtype=np.float64)
+        owner = np.array([i for i, _ in flat])
+        for i in range(len(texts)):
+            rows = owner == i
+            for t in self.schema.tasks:
+                p = window_probs[rows][:, t.slice]
+                if t.kind == MULTI:
+                    probs[i, t.slice] = p.max(axis=0)
+                else:
+                    probs[i, t.slice] = np.average(p, axis=0, weights=lengths[rows])
+        return probs, [len(ws) for ws in per_text]
+
+    # -- predictions -------------------------------------------------------------------------
+    def predict(self, texts, batch_size: int = 32, progress: bool = False) -> list[dict]:
+        """Per paragraph: for each task its labels (multi-label: those at or above the threshold)
+        and `<task>_scores`; `windows` says how many windows covered the text."""
+        if isinstance(texts, str):
+            raise TypeError("predict() takes a list of texts; use predict_article() for one article")
+        probs, windows = self.scores(list(texts), batch_size, progress)
+        preds = self.decode(probs)
+        for p, n in zip(preds, windows):
+            p["windows"] = n
+        return preds
+
+    def decode(self, probs: np.ndarray) -> list[dict]:
+        preds = []
+        for row in probs:
+            pred = {}
+            for t in self.schema.tasks:
+                p = row[t.slice]
+                scores = {label: round(float(x), 6) for label, x in zip(t.labels, p)}
+                if t.kind == MULTI:
+                    cut = self.thresholds.get(t.name, {})
+                    pred[t.name] = [l for l in t.labels if scores[l] >= cut.get(l, 0.5)]
+                else:
+                    pred[t.name] = t.labels[int(np.argmax(p))]
+                pred[f"{t.name}_scores"] = scores
+            preds.append(pred)
+        return preds
+
+    def predict_article(self, text: str, batch_size: int = 32) -> dict:
+        """Split an article at blank lines (headline first), label each paragraph, and aggregate
+        topics and stance by the annotation guide's rule (train/articles.py)."""
+        paragraphs = split_paragraphs(text)
+        if not paragraphs:
+            raise ValueError("the article has no text")
+        preds = self.predict(paragraphs, batch_size)
+        for text_, p in zip(paragraphs, preds):
+            p["text"] = text_
+        article = {"paragraphs": preds, "headline": paragraphs[0]}
+        if {"topics", "stance"} <= {t.name for t in self.schema.tasks}:  # the guide's rule is for these
+            article.update(aggregate(preds))
+        return article
