@@ -45,6 +45,18 @@ def check_model_folder(path: Path) -> dict:
     return config
 
 
+def with_precision(model, precision: str):
+    if precision == "fp32":
+        return model
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":  # int8 weights, activations quantized on the fly (VNNI on x86)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    raise ValueError(f"precision={precision!r}: expected fp32, bf16 or int8")
+
+
 class Classifier:
     def __init__(self, model, tokenizer, schema: LabelSchema, thresholds: dict, text_prefix: str = "",
                  window: int = 128, overlap: int | None = None):
@@ -55,8 +67,11 @@ class Classifier:
 
     @classmethod
     def from_pretrained(cls, path="models/latest", device: str | None = None, threads: int | None = None,
-                        window: int | None = None):
-        """Load a model folder with its label schema and tuned thresholds (0.5 where none are saved)."""
+                        window: int | None = None, precision: str = "fp32"):
+        """Load a model folder with its label schema and tuned thresholds (0.5 where none are saved).
+        `window`: tokens per window (default: the model's 512 positions, so that any paragraph up
+        to 512 tokens is read whole, exactly as `pipeline(...)` reads it). `precision`: fp32 (exact),
+        int8 (dynamic quantization of the Linear layers, CPU) or bf16 (weights cast to bfloat16)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = Path(path)
@@ -69,11 +84,13 @@ class Classifier:
         except Exception as e:  # corrupt weights, unreadable tokenizer: say which folder
             raise ModelFolderError(f"{path}: could not be loaded ({type(e).__name__}: {e})") from e
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = with_precision(model.eval(), precision)
         thresholds = {}
         if (path / THRESHOLDS_FILE).is_file():
             thresholds = json.loads((path / THRESHOLDS_FILE).read_text())
+        window = window or min(config.get("max_position_embeddings", 512), tokenizer.model_max_length, 512)
         return cls(model, tokenizer, LabelSchema(config["task_schema"]), thresholds,
-                   config.get("text_prefix", ""), window or config.get("max_seq_length", 128))
+                   config.get("text_prefix", ""), window)
 
     # -- windows -----------------------------------------------------------------------------
     def windows(self, text: str) -> list[list[int]]:

@@ -40,20 +40,22 @@ def gather(work: Path, shared: Path):
         records.append({k: r[k] for k in FIELDS})
         return True
 
+    # Adjudicated second-pass disagreements override the first pass wherever they fall.
+    adjudicated = {}
+    if (work / "labels/adjudication.jsonl").exists():
+        adjudicated = {r["id"]: r for r in read_jsonl(work / "labels/adjudication.jsonl")}
+
     # Reviewed pilot first: its labels are the settled ones where a candidate repeats a pilot text.
     review = {r["id"]: r for r in read_jsonl(work / "labels/pilot_review.jsonl")}
     for f in sorted((shared / "pilot").glob("*.jsonl")):
         for r in read_jsonl(f):
-            settled = review[r["id"]]
+            settled = adjudicated.get(r["id"], review[r["id"]])
             add(dict(r, topics=settled["topics"], stance=settled["stance"]))
 
     labels = {}
     for f in sorted((work / "labels").glob("*.jsonl")):
         if f.stem not in ("pilot_review", "seeds", "seed_articles", "second_pass", "adjudication"):
             labels.update({r["id"]: r for r in read_jsonl(f)})
-    adjudicated = {}
-    if (work / "labels/adjudication.jsonl").exists():
-        adjudicated = {r["id"]: r for r in read_jsonl(work / "labels/adjudication.jsonl")}
     unlabelled = 0
     for f in sorted((work / "candidates").glob("*.jsonl")):
         for r in read_jsonl(f):
