@@ -15,6 +15,7 @@ SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 TOPIC_CUES = {"summitry": "summit", "sanctions": "sanctions", "russia_ties": "moscow", "inter_korean": "seoul"}
 STANCE_CUES = {"positive": "hopeful", "negative": "alarming", "neutral": "reported"}
 FILLER = "the of a in on and week officials said today news paper article".split()
+EXTRA_WORDS = "stadium parliament airport weekly urgent".split()  # cues of the other schemas' tests
 
 
 def make_records(n, seed, prefix="r"):
@@ -44,7 +45,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate(SPECIALS + sorted(set(
-        list(TOPIC_CUES.values()) + list(STANCE_CUES.values()) + FILLER)))}
+        list(TOPIC_CUES.values()) + list(STANCE_CUES.values()) + FILLER + EXTRA_WORDS)))}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(

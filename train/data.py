@@ -199,7 +199,8 @@ def stats(cfg) -> str:
         langs = Counter(r["lang"] for r in records)
         lines.append(f"\n{split} ({path}): {len(records)} records, {len(langs)} languages")
         columns = sorted(langs, key=lambda l: (-langs[l], l))
-        lines.append(f"  {'label':<22}" + "".join(f"{l:>6}" for l in columns) + f"{'all':>7}")
+        width = max(len(f"{t.name}: {lab}") for t in schema.tasks for lab in t.labels) + 2
+        lines.append(f"  {'label':<{width}}" + "".join(f"{l:>6}" for l in columns) + f"{'all':>7}")
         rows = [("records", lambda r: True)]
         for task in schema.tasks:
             if task.kind == MULTI:
@@ -208,7 +209,7 @@ def stats(cfg) -> str:
                       if t.kind == MULTI else r[t.name] == lab) for lab in task.labels]
         for label, match in rows:
             counts = Counter(r["lang"] for r in records if match(r))
-            lines.append(f"  {label:<22}" + "".join(f"{counts[l]:>6}" for l in columns)
+            lines.append(f"  {label:<{width}}" + "".join(f"{counts[l]:>6}" for l in columns)
                          + f"{sum(counts.values()):>7}")
     return "\n".join(lines)
 

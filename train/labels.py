@@ -113,3 +113,16 @@ class LabelSchema:
                 e = np.exp(z - z.max(axis=1, keepdims=True))
                 probs[:, t.slice] = e / e.sum(axis=1, keepdims=True)
         return probs
+
+
+def check_schema_matches(model_dir, schema: LabelSchema, data_name: str) -> None:
+    """Raise ValueError naming both schemas when a model folder was trained on other labels."""
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    saved = LabelSchema(config.get("task_schema") or [])
+    if saved != schema:
+        raise ValueError(f"{model_dir}: the model's label schema {saved.to_list()} differs from the label "
+                         f"schema of data config {data_name!r} {schema.to_list()}; use the data config "
+                         f"the model was trained with (data=...)")
