@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install train test validate evaluate predict bench-train bench-predict bench-sib200 clean
+.PHONY: install train test validate evaluate predict bench-train bench-predict bench-stream bench-sib200 clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-train: install
 
 bench-predict: install
 	$(PY) -m train.bench_predict $(ARGS)
+
+bench-stream: install
+	$(PY) -m train.bench_stream $(ARGS)
 
 bench-sib200: install
 	$(PY) -m train.bench_sib200 $(ARGS)

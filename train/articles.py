@@ -16,7 +16,7 @@ STANCE_SHARE = 1 / 3
 def split_paragraphs(text: str) -> list[str]:
     """Blocks separated by one or more blank lines (whitespace-only lines count as blank), each
     stripped; nothing else is dropped, so the headline stays the first paragraph."""
-    blocks = re.split(r"\n[ \t\r\f\v\u00a0]*\n", text.replace("\r\n", "\n"))
+    blocks = re.split(r"\n[^\S\n]*\n", text.replace("\r\n", "\n"))
     return [b.strip() for b in blocks if b.strip()]
 
 

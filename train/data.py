@@ -55,6 +55,9 @@ def read_records(path: Path, schema: LabelSchema, labelled: bool = True) -> tupl
         except json.JSONDecodeError as e:
             problems.append(f"{where}: line: invalid JSON ({e.msg} at column {e.colno})")
             continue
+        except (ValueError, RecursionError) as e:  # an integer over 4300 digits; nesting deeper than the stack
+            problems.append(f"{where}: line: unreadable JSON ({type(e).__name__}: {str(e)[:80]})")
+            continue
         found = check_record(record, schema, labelled)
         problems += [f"{where}: {p}" for p in found]
         if not found:
@@ -78,6 +81,9 @@ def check_record(record, schema: LabelSchema, labelled: bool) -> list[str]:
             problems.append(f"{field}: expected a string, got {type(value).__name__}")
         elif not value.strip():
             problems.append(f"{field}: empty or whitespace-only")
+        elif (at := unpaired_surrogate(value)) is not None:
+            problems.append(f"{field}: unpaired surrogate \\u{ord(value[at]):04x} at character {at}; "
+                            f"not valid Unicode text")
     if isinstance(record.get("lang"), str) and record["lang"].strip() and not LANG_CODE.match(record["lang"]):
         problems.append(f"lang: {record['lang']!r} is not a lower-case ISO 639 code such as 'en', 'es', 'ko'")
     for field in ("source", "doc_id"):
@@ -101,6 +107,15 @@ def check_record(record, schema: LabelSchema, labelled: bool) -> list[str]:
         elif gold not in task.labels:
             problems.append(f"{task.name}: unknown label {json.dumps(gold)}; known: {list(task.labels)}")
     return problems
+
+
+def unpaired_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate (JSON allows "\\ud800", no text encoding does), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
 
 
 def load_split(path, schema: LabelSchema, labelled: bool = True) -> list[dict]:

@@ -1,7 +1,8 @@
 """The training job: fine-tune one encoder with one head for every task of the label schema.
 
-`train(cfg)` reads in phases: seed, data (validated before any model is loaded), model, tokenised
-datasets, loss with class weights from the training split, Trainer with per-epoch validation,
+`train(cfg)` reads in phases: seed, data (validated before any model is loaded), training
+arguments and, with `resume=true`, the checkpoint to continue (its label schema checked), model,
+tokenised datasets, loss with class weights from the training split, Trainer with per-epoch validation,
 early stopping and best-checkpoint selection, then an atomic save into `models/<run_name>` and
 `models/latest`. The command line is `python -m train` (see train/__main__.py).
 """
@@ -19,7 +20,7 @@ from omegaconf import OmegaConf
 
 from train.base_model import resolve_model_path
 from train.data import DataError, load_split, project_path, split_paths
-from train.labels import MULTI, LabelSchema
+from train.labels import MULTI, LabelSchema, check_schema_matches
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,30 @@ def train(cfg) -> dict:
     val_records = limit(splits["validation"], cfg.data.get("max_eval_samples"), cfg.seed)
     log.info("data: %d training and %d validation paragraphs", len(train_records), len(val_records))
 
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_args.get("bf16") == "auto":
+        trainer_args["bf16"] = fast_bf16()
+    if not torch.cuda.is_available():
+        trainer_args["use_cpu"] = True  # transformers requires it for bf16 autocast on the CPU
+    # Our loss is a per-batch mean; with this on, the Trainer multiplies it by the number of
+    # processes (it expects a sum over the global token count), doubling gradients under torchrun.
+    trainer_args["average_tokens_across_devices"] = False
+    args = TrainingArguments(
+        output_dir=str(project_path(cfg.paths.work_dir) / "checkpoints"), eval_strategy="epoch",
+        save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="macro_f1",
+        greater_is_better=True, seed=cfg.seed, data_seed=cfg.seed, report_to="none", **trainer_args)
+    if args.world_size > 1:  # every torchrun process composed its own config: `${now}` in work_dir may differ
+        from accelerate.utils import broadcast_object_list
+
+        args.output_dir = broadcast_object_list([args.output_dir], from_process=0)[0]
+    checkpoints = Path(args.output_dir)
+    resume = last_checkpoint(checkpoints) if cfg.get("resume", False) else None
+    if resume:
+        check_resume_schema(resume, schema, cfg.data.name)  # before any model is loaded or file written
+        log.info("resuming from %s", resume)
+    elif cfg.get("resume", False):
+        log.warning("resume=true but %s holds no complete checkpoint: training from the start", checkpoints)
+
     base = resolve_model_path(cfg.model.name_or_path)
     remote = bool(cfg.model.get("trust_remote_code", False))
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=remote)
@@ -65,16 +90,6 @@ def train(cfg) -> dict:
     train_set = encode(train_records, schema, tokenizer, cfg.model, "train")
     val_set = encode(val_records, schema, tokenizer, cfg.model, "validation")
 
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if trainer_args.get("bf16") == "auto":
-        trainer_args["bf16"] = fast_bf16()
-    if not torch.cuda.is_available():
-        trainer_args["use_cpu"] = True  # transformers requires it for bf16 autocast on the CPU
-    work_dir = project_path(cfg.paths.work_dir)
-    args = TrainingArguments(
-        output_dir=str(work_dir / "checkpoints"), eval_strategy="epoch", save_strategy="epoch",
-        load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
-        seed=cfg.seed, data_seed=cfg.seed, report_to="none", **trainer_args)
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
         data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
@@ -83,8 +98,7 @@ def train(cfg) -> dict:
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)])
     trainer.loss_is_scaled_for_ga = False  # our loss is a batch mean: let the Trainer divide by GA steps
 
-    resume = cfg.get("resume", False) and last_checkpoint(work_dir / "checkpoints")
-    speed = trainer.train(resume_from_checkpoint=resume or None).metrics
+    speed = trainer.train(resume_from_checkpoint=resume).metrics
     metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
     metrics.update({k: v for k, v in speed.items() if k in ("train_runtime", "train_samples_per_second")})
     metrics["epochs_run"] = trainer.state.epoch
@@ -201,10 +215,22 @@ def task_metrics(schema: LabelSchema, prediction) -> dict:
     return {k: float(v) for k, v in out.items()}
 
 
-def last_checkpoint(checkpoint_dir: Path):
-    from transformers.trainer_utils import get_last_checkpoint
+def last_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest complete `checkpoint-<step>` folder, or None. The Trainer writes a checkpoint in
+    place and `trainer_state.json` last, so a run killed while saving leaves a folder without it."""
+    done = [p for p in Path(checkpoint_dir).glob("checkpoint-*")
+            if p.name.removeprefix("checkpoint-").isdigit() and (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.removeprefix("checkpoint-")))) if done else None
 
-    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+
+def check_resume_schema(checkpoint: str, schema: LabelSchema, data_name: str):
+    """DataError unless the checkpoint was trained for `schema`: resuming a head for other labels
+    (or the same labels in another order) would read every output as the wrong label."""
+    try:
+        check_schema_matches(checkpoint, schema, data_name)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # another schema, or no readable one
+        raise DataError([f"{Path(checkpoint) / 'config.json'}: task_schema: {e}; or, to start afresh, "
+                         f"drop resume=true or choose another paths.work_dir"]) from None
 
 
 def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Path):

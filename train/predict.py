@@ -21,7 +21,7 @@ import hydra
 from omegaconf import DictConfig
 
 from train.articles import split_paragraphs as split_text
-from train.data import project_path
+from train.data import project_path, unpaired_surrogate
 from train.inference import Classifier, ModelFolderError
 
 
@@ -91,6 +91,13 @@ def _jsonl_line(where, line: bytes):
         return
     except json.JSONDecodeError as e:
         yield where, InputError(f"{where}: line: invalid JSON ({e.msg})"), {}
+        return
+    except (ValueError, RecursionError) as e:  # an integer over 4300 digits; nesting deeper than the stack
+        yield where, InputError(f"{where}: line: unreadable JSON ({type(e).__name__})"), {}
+        return
+    if b"\\u" in line and unpaired_surrogate(json.dumps(record, ensure_ascii=False)) is not None:
+        # "\ud800" is valid JSON but no text: the tokenizer and the UTF-8 output would both fail on it
+        yield where, InputError(f"{where}: line: unpaired surrogate escape; not valid Unicode text"), {}
         return
     text = record.get("text") if isinstance(record, dict) else None
     if not isinstance(text, str):
