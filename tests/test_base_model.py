@@ -64,3 +64,14 @@ def test_conversion_is_deterministic(converted, tmp_path):
     for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"):
         digest = [hashlib.sha256((d / name).read_bytes()).hexdigest() for d in (converted, again)]
         assert digest[0] == digest[1], name
+
+
+def test_inference_windows_match_the_training_tokenisation_of_prefix_and_text(converted):
+    from transformers import AutoTokenizer
+
+    from train.inference import Classifier
+
+    tokenizer = AutoTokenizer.from_pretrained(converted)
+    clf = Classifier(torch.nn.Identity(), tokenizer, None, {}, text_prefix="query: ", window=512)
+    for sentence in SENTENCES:
+        assert clf.windows(sentence) == [tokenizer("query: " + sentence)["input_ids"]], sentence

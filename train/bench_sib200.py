@@ -27,8 +27,10 @@ TEST_SPLITS = {"en": "test", "es": "test_es", "ko": "test_ko"}
 
 
 def train_model(run_name: str) -> Path:
-    subprocess.run([sys.executable, "-m", "train", "experiment=sib200_en", f"run_name={run_name}"], check=True)
-    return Path("models") / run_name
+    # its own models folder: a benchmark run must not move the news model's `models/latest`
+    subprocess.run([sys.executable, "-m", "train", "experiment=sib200_en", f"run_name={run_name}",
+                    "paths.models_dir=models/benchmarks"], check=True)
+    return Path("models/benchmarks") / run_name
 
 
 def accuracy_by_language(model_dir: Path) -> dict:

@@ -98,8 +98,10 @@ class Classifier:
         special tokens and the model's text prefix; consecutive windows overlap by `overlap`."""
         tok = self.tokenizer
         head, tail = self._special_tokens()
-        prefix = tok(self.text_prefix, add_special_tokens=False)["input_ids"] if self.text_prefix else []
-        body = tok(text, add_special_tokens=False)["input_ids"]
+        # Tokenise prefix and text together, as in training ("query: " alone would end in a "▁").
+        ids = tok(self.text_prefix + text, add_special_tokens=False)["input_ids"]
+        cut = len(tok(self.text_prefix.rstrip(), add_special_tokens=False)["input_ids"]) if self.text_prefix else 0
+        prefix, body = ids[:cut], ids[cut:]
         room = self.window - len(head) - len(tail) - len(prefix)
         if room <= self.overlap:
             raise ValueError(f"window of {self.window} tokens is too small for overlap {self.overlap}")
