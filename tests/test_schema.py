@@ -61,6 +61,25 @@ def test_a_one_task_schema_trains_and_predicts_with_its_own_labels(tmp_path, tin
     labels = {d["label"] for d in pipeline("text-classification", model=str(out), top_k=None)(["stadium"])[0]}
     assert labels == {"sports", "politics", "travel"}
 
+    # the evaluation job reads the same schema: thresholds, metrics and report for a 1-task model
+    from hydra import compose, initialize_config_dir
+
+    from conftest import PROJECT
+    from train.evaluate import evaluate
+
+    overrides = [f"models=['{out}']", f"out_dir={tmp_path / 'report'}", "progress=false", "baselines=false",
+                 "bootstrap.resamples=20", *[f"data.files.{s}={p}" for s, p in files.items()],
+                 f"data.files.seeds={files['test']}"]
+    with initialize_config_dir(config_dir=str(PROJECT / "configs"), version_base="1.3"):
+        eval_cfg = compose("evaluate", overrides=overrides)
+    with open_dict(eval_cfg):
+        eval_cfg.data.schema = OmegaConf.create(ONE_TASK)
+        eval_cfg.data.name = "one-task"
+    result = evaluate(eval_cfg)
+    scores = result["systems"]["tiny-run"]["topic"]
+    assert scores["accuracy"] > 0.8 and set(scores["per_label"]) == {"sports", "politics", "travel"}
+    assert (tmp_path / "report/report.md").is_file()
+
 
 def test_a_three_task_schema_keeps_every_slice(tmp_path, tiny_model_dir, tiny_corpus, compose_cfg):
     from conftest import make_records
