@@ -83,24 +83,6 @@ class LabelSchema:
                 target[t.start + t.labels.index(label)] = 1.0
         return target
 
-    def decode(self, logits: np.ndarray, thresholds: dict | None = None) -> list[dict]:
-        """Logits [n, num_outputs] -> per example {task: labels or label} plus probabilities."""
-        probs = self.probabilities(logits)
-        thresholds = thresholds or {}
-        out = []
-        for row in probs:
-            pred = {}
-            for t in self.tasks:
-                p = row[t.slice]
-                if t.kind == MULTI:
-                    cut = [thresholds.get(t.name, {}).get(label, 0.5) for label in t.labels]
-                    pred[t.name] = [label for label, pi, c in zip(t.labels, p, cut) if pi >= c]
-                else:
-                    pred[t.name] = t.labels[int(np.argmax(p))]
-                pred[f"{t.name}_scores"] = {label: float(pi) for label, pi in zip(t.labels, p)}
-            out.append(pred)
-        return out
-
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Sigmoid on multi-label slices, softmax on single-label slices."""
         logits = np.asarray(logits, dtype=np.float64)
