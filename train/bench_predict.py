@@ -66,13 +66,11 @@ def measure(path: str, model_dir: str) -> dict:
 
 
 def macro_f1(schema, probs, records):
-    from sklearn.metrics import f1_score
+    """Test macro-F1 of topics and stance at 0.5, as the training job scores validation."""
+    from train.fit import scores_at_half
 
-    topics, stance = schema.tasks
-    gold = np.array([schema.encode(r) for r in records])
-    t = f1_score(gold[:, topics.slice], probs[:, topics.slice] >= 0.5, average="macro", zero_division=0)
-    s = f1_score(gold[:, stance.slice].argmax(1), probs[:, stance.slice].argmax(1), average="macro")
-    return t, s
+    scores = scores_at_half(schema, np.array([schema.encode(r) for r in records]), probs)
+    return scores["topics_macro_f1"], scores["stance_macro_f1"]
 
 
 def main(model_dir: str) -> None:

@@ -194,11 +194,14 @@ class MultiTaskLoss:
 
 
 def task_metrics(schema: LabelSchema, prediction) -> dict:
+    """Trainer hook: `scores_at_half` of an EvalPrediction (logits and target vectors)."""
+    return scores_at_half(schema, prediction.label_ids, schema.probabilities(prediction.predictions))
+
+
+def scores_at_half(schema: LabelSchema, targets, probs) -> dict:
     """Macro-F1 per task and their mean (`macro_f1`, the model-selection metric), at 0.5."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    logits, targets = prediction.predictions, prediction.label_ids
-    probs = schema.probabilities(logits)
     out = {}
     for t in schema.tasks:
         gold, p = targets[:, t.slice], probs[:, t.slice]
