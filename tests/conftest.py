@@ -80,7 +80,7 @@ def tiny_overrides(tmp_path, model_dir, files, **extra) -> list[str]:
         "trainer.num_train_epochs": 2, "trainer.per_device_train_batch_size": 16,
         "trainer.learning_rate": 5e-3, "trainer.warmup_steps": 0, "trainer.logging_steps": 1,
         "trainer.use_cpu": True, "paths.models_dir": str(tmp_path / "models"),
-        "paths.work_dir": str(tmp_path / "work"), "run_name": "tiny-run",
+        "paths.work_dir": str(tmp_path / "work"), "run_name": "tiny-run", "export_onnx": False,
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]

@@ -72,6 +72,6 @@ def test_inference_windows_match_the_training_tokenisation_of_prefix_and_text(co
     from train.inference import Classifier
 
     tokenizer = AutoTokenizer.from_pretrained(converted)
-    clf = Classifier(torch.nn.Identity(), tokenizer, None, {}, text_prefix="query: ", window=512)
+    clf = Classifier(None, tokenizer, None, {}, text_prefix="query: ", window=512)
     for sentence in SENTENCES:
         assert clf.windows(sentence) == [tokenizer("query: " + sentence)["input_ids"]], sentence

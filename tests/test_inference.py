@@ -27,7 +27,8 @@ def model_dir(tmp_path_factory, tiny_model_dir):
     files = {s: write_jsonl(tmp / f"data/{s}.jsonl", make_records(n, i, s[:2]))
              for i, (s, n) in enumerate([("train", 96), ("validation", 24), ("test", 24)])}
     with initialize_config_dir(config_dir=str(PROJECT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=tiny_overrides(tmp, tiny_model_dir, files, **{"trainer.num_train_epochs": 3}))
+        cfg = compose("train", overrides=tiny_overrides(tmp, tiny_model_dir, files,
+                                                        **{"trainer.num_train_epochs": 3, "export_onnx": True}))
     train(cfg)
     return tmp / "models/tiny-run"
 
@@ -41,6 +42,7 @@ def test_api_cli_and_plain_pipeline_agree(model_dir, tmp_path):
     from transformers import pipeline
 
     clf = Classifier.from_pretrained(model_dir)
+    assert clf.engine == "onnx"  # the training job exported onnx/, so the default path runs it
     ours = clf.predict(TEXTS)
     pipe = pipeline("text-classification", model=str(model_dir), top_k=None, function_to_apply="none")
     for text, pred in zip(TEXTS, pipe(TEXTS)):
@@ -157,3 +159,45 @@ def test_missing_or_broken_model_folders_are_named(model_dir, tmp_path):
         Classifier.from_pretrained(broken)
     result = run_predict(f"model_dir={tmp_path / 'nope'}", "input=seeds")
     assert result.returncode == 2 and b"model folder not found" in result.stderr
+
+
+def test_the_onnx_export_gives_the_pytorch_scores_and_int8_stays_close(model_dir):
+    report = json.loads((model_dir / "onnx/export.json").read_text())
+    assert report["fusions"]["Attention"] == 2  # both layers' attention fused (the speed comes from it)
+    long_text = " ".join(TEXTS * 6)  # several windows, one batch of mixed lengths
+    exact = Classifier.from_pretrained(model_dir, engine="torch", window=16)
+    fast = Classifier.from_pretrained(model_dir, window=16)
+    assert (exact.engine, fast.engine) == ("torch", "onnx")
+    np.testing.assert_allclose(fast.scores(TEXTS + [long_text])[0], exact.scores(TEXTS + [long_text])[0], atol=1e-5)
+    int8 = Classifier.from_pretrained(model_dir, precision="int8", window=16)
+    assert int8.engine == "onnx" and int8.max_batch == 1  # its activation scale is per call
+    probs, windows = int8.scores(TEXTS + [long_text], batch_size=32)
+    assert windows[-1] > 1 and np.abs(probs - exact.scores(TEXTS + [long_text])[0]).max() < 0.1
+    # each text alone gives the same int8 scores as in a batch: no neighbour changes a paragraph's scale
+    np.testing.assert_allclose(int8.scores(TEXTS[1:2])[0][0], probs[1], atol=1e-6)
+
+
+def test_the_export_command_replaces_the_export_whole_or_not_at_all(model_dir, monkeypatch):
+    import train.export as export
+
+    before = (model_dir / "onnx/model.onnx").read_bytes()
+    monkeypatch.setattr(export, "FP32_TOLERANCE", 0.0)  # no export can pass: it must leave the old one
+    with pytest.raises(export.ExportError, match="model.onnx: logits differ from the PyTorch model"):
+        export.export(model_dir)
+    assert (model_dir / "onnx/model.onnx").read_bytes() == before
+    assert sorted(p.name for p in model_dir.iterdir() if p.name.startswith(".")) == []  # no temp folders left
+    monkeypatch.undo()
+    result = subprocess.run([sys.executable, "-m", "train.export", f"model_dir={model_dir}", "quantize=false"],
+                            cwd=PROJECT, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert b"model.onnx" in result.stdout and not (model_dir / "onnx/model_quantized.onnx").exists()
+    with pytest.raises(ModelFolderError, match="model_quantized.onnx: missing; write it with"):
+        Classifier.from_pretrained(model_dir, engine="onnx", precision="int8")
+    with pytest.raises(ValueError, match="the onnx engine has fp32 and int8"):
+        Classifier.from_pretrained(model_dir, engine="onnx", precision="bf16")
+    result = run_predict(f"model_dir={model_dir}", "engine=gpu", stdin=b"seoul")
+    assert result.returncode == 2 and b"engine='gpu': expected auto, onnx or torch" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "train.export", f"model_dir={model_dir / 'nope'}"],
+                            cwd=PROJECT, capture_output=True, timeout=300)
+    assert result.returncode == 1 and b"model folder not found" in result.stderr
+    export.export(model_dir)  # put the int8 file back for the other tests

@@ -252,6 +252,10 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
         saved = LabelSchema.from_model_config(AutoConfig.from_pretrained(tmp))
         if saved != schema or not (tmp / "model.safetensors").is_file():
             raise RuntimeError(f"{tmp}: saved model folder failed its check")
+        if cfg.get("export_onnx"):
+            from train.export import export
+
+            export(tmp)  # onnx/: the fast CPU inference path, checked against these weights
         if out.exists():
             raise FileExistsError(f"{out} already exists; choose another run_name")
         tmp.rename(out)

@@ -165,7 +165,11 @@ def run(cfg) -> dict:
         raise InputError(f"mode={cfg.mode}: expected paragraph or article")
     if cfg.on_error not in ("fail", "skip"):
         raise InputError(f"on_error={cfg.on_error}: expected fail or skip")
-    clf = Classifier.from_pretrained(project_path(cfg.model_dir), threads=cfg.threads, precision=cfg.precision)
+    try:
+        clf = Classifier.from_pretrained(project_path(cfg.model_dir), threads=cfg.threads,
+                                         precision=cfg.precision, engine=cfg.engine)
+    except ValueError as e:  # an engine or precision that does not exist, or does not go together
+        raise InputError(str(e)) from None
     out_path = None if cfg.output in ("-", None) else Path(cfg.output)
     fmt = cfg.output_format if cfg.output_format != "auto" else (
         "csv" if out_path is not None and out_path.suffix == ".csv" else "jsonl")

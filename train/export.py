@@ -1,0 +1,163 @@
+"""`python -m train.export` (or `peninsula-export`): ONNX Runtime copies of a saved model, the fast
+CPU path of `Classifier` and `python -m train.predict`.
+
+    python -m train.export                                  # models/latest -> models/latest/onnx/
+    python -m train.export model_dir=models/20261123-191306_e5-small quantize=false
+
+Writes into `<model>/onnx/` (complete or not at all):
+  model.onnx             fp32, with ONNX Runtime's transformer fusions (attention, GELU, layer norms)
+  model_quantized.onnx   int8 weights per output channel, activations quantized per call (VNNI)
+  export.json            versions, and how far each file's outputs are from the PyTorch model's
+The fp32 file must give the PyTorch model's logits (max difference 1e-3 on check texts of several
+lengths and languages, padded in one batch) or nothing is written. The training job exports every
+model it saves (`export_onnx: true`). `make bench-predict` measures both files' speed and accuracy.
+"""
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+ONNX_DIR, FP32_FILE, INT8_FILE = "onnx", "model.onnx", "model_quantized.onnx"
+FP32_TOLERANCE = 1e-3  # max |logit difference| from PyTorch; float reordering gives ~1e-5
+# ONNX Runtime's fusions recognise these encoders' attention; other architectures are exported plain.
+FUSABLE = {"bert", "roberta", "xlm-roberta"}
+CHECK_TEXTS = [
+    "Kim Jong Un and Vladimir Putin signed a treaty in Pyongyang.",
+    "El Consejo de Seguridad de la ONU debatió nuevas sanciones contra Corea del Norte por sus "
+    "lanzamientos de misiles balísticos, mientras Seúl pedía reanudar el diálogo.",
+    "남북 정상회담",
+    "Seoul and Washington resumed joint drills; Pyongyang called them a rehearsal for invasion. " * 6,
+]
+
+
+class ExportError(Exception):
+    pass
+
+
+def check_batch(tokenizer, config: dict):
+    """The check texts, tokenised and padded into one batch (int64 arrays, as the runtime takes them)."""
+    longest = min(256, tokenizer.model_max_length, config.get("max_position_embeddings", 512))
+    enc = tokenizer([config.get("text_prefix", "") + t for t in CHECK_TEXTS], padding=True, truncation=True,
+                    max_length=longest, return_tensors="np")
+    return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+
+
+def onnx_session(file: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1  # the graph is a chain: parallelism lives inside the matmuls
+    return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+
+
+def export(model_dir: Path, quantize: bool = True) -> dict:
+    """Export `model_dir` (a folder written by `python -m train`) to `model_dir/onnx/`; return the
+    check results written to export.json."""
+    import onnxruntime
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from train.inference import check_model_folder
+
+    model_dir = Path(model_dir)
+    config = check_model_folder(model_dir)
+    # Eager attention: ONNX Runtime fuses its pattern into one Attention op (sdpa's is not matched).
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, use_safetensors=True, attn_implementation="eager").eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids, mask = check_batch(tokenizer, config)
+    with torch.inference_mode():
+        expected = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+
+    tmp = model_dir / f".{ONNX_DIR}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        raw = tmp / "raw.onnx"
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated, but its graph is the one ONNX Runtime's BERT
+            # fusions match (12 fused Attention ops; int8 measured 230 vs 180 paragraphs/s with the
+            # torch.export graph). torch is pinned, so it is there.
+            warnings.simplefilter("ignore")
+            axes = {"batch": 0, "sequence": 1}
+            torch.onnx.export(model, (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2])), str(raw),
+                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                              dynamic_axes={"input_ids": {v: k for k, v in axes.items()},
+                                            "attention_mask": {v: k for k, v in axes.items()},
+                                            "logits": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        if config.get("model_type") in FUSABLE:
+            from onnxruntime.transformers import optimizer
+
+            fused = optimizer.optimize_model(str(raw), model_type="bert", num_heads=config["num_attention_heads"],
+                                             hidden_size=config["hidden_size"])
+            fused.save_model_to_file(str(tmp / FP32_FILE))
+            fusions = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
+            raw.unlink()
+        else:
+            raw.rename(tmp / FP32_FILE)
+            fusions = {}
+        report = {"onnxruntime": onnxruntime.__version__,
+                  "torch": torch.__version__, "opset": 17, "fusions": fusions,
+                  "check_texts": len(CHECK_TEXTS), "tolerance": FP32_TOLERANCE}
+        report[FP32_FILE] = {"max_abs_logit_diff": max_diff(tmp / FP32_FILE, ids, mask, expected)}
+        if report[FP32_FILE]["max_abs_logit_diff"] > FP32_TOLERANCE:
+            raise ExportError(f"{tmp / FP32_FILE}: logits differ from the PyTorch model by "
+                              f"{report[FP32_FILE]['max_abs_logit_diff']:.2g} (> {FP32_TOLERANCE}); not written")
+        if quantize:
+            quantize_dynamic(str(tmp / FP32_FILE), str(tmp / INT8_FILE), weight_type=QuantType.QInt8,
+                             per_channel=True, extra_options={"DefaultTensorType": 1})  # 1 = FLOAT
+            # int8 is approximate by design: its distance is recorded, its test-split F1 is in the benchmark.
+            report[INT8_FILE] = {"max_abs_logit_diff": max_diff(tmp / INT8_FILE, ids, mask, expected)}
+        (tmp / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+        replace_dir(tmp, model_dir / ONNX_DIR)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def max_diff(file: Path, ids, mask, expected) -> float:
+    """Largest logit difference from PyTorch, each text run alone and all padded in one batch."""
+    session = onnx_session(file)
+    batched = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+    alone = np.concatenate([session.run(["logits"], {"input_ids": i[m == 1][None], "attention_mask": m[m == 1][None]})[0]
+                            for i, m in zip(ids, mask)])
+    return float(max(np.abs(batched - expected).max(), np.abs(alone - expected).max()))
+
+
+def replace_dir(new: Path, target: Path):
+    """Put `new` at `target`, replacing any older export without a moment where a half one is visible."""
+    old = target.with_name(f".{target.name}.old{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@hydra.main(config_path="../configs", config_name="export", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from train.data import project_path
+    from train.inference import ModelFolderError
+
+    model_dir = project_path(cfg.model_dir)
+    try:
+        report = export(model_dir, quantize=cfg.quantize)
+    except (ModelFolderError, ExportError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"wrote {model_dir / ONNX_DIR}/")
+    for name in (FP32_FILE, INT8_FILE):
+        if name in report:
+            size = (model_dir / ONNX_DIR / name).stat().st_size / 2**20
+            print(f"  {name:22s} {size:6.0f} MiB   max |logit - PyTorch| {report[name]['max_abs_logit_diff']:.2g}")
+
+
+if __name__ == "__main__":
+    main()
