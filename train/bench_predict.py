@@ -1,6 +1,7 @@
 """Inference speed benchmark: paragraphs/s and peak memory, on the seed paragraphs + the test split.
 
     python -m train.bench_predict [MODEL_DIR]      # default models/latest (exported first if needed)
+    python -m train.bench_predict MODEL_DIR --batch-sizes 1,8,32,64   # how batch size was chosen
 
 Paths, each timed in its own process (so peak memory is its own):
   pipeline     (a) plain `transformers.pipeline("text-classification", top_k=None)` at its defaults
@@ -9,6 +10,7 @@ Paths, each timed in its own process (so peak memory is its own):
   int8         (c) the faster path: `precision="int8"`, ONNX Runtime over the int8 export
   torch-fp32   the same loop with the PyTorch model (`engine="torch"`), for reference
   torch-bf16   the same with the weights cast to bfloat16
+  torch-int8   the same after torch's dynamic int8 quantization of the Linear layers
 Each path runs once to warm up, then three times; the median pass is reported. Prints the ratios
 to the pipeline, peak memory, agreement with the pipeline's labels and test-split macro-F1.
 A measurement, not a test.
@@ -24,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 PATHS = {"pipeline": {}, "default": {}, "int8": {"precision": "int8"},
-         "torch-fp32": {"engine": "torch"}, "torch-bf16": {"engine": "torch", "precision": "bf16"}}
+         "torch-fp32": {"engine": "torch"}, "torch-bf16": {"engine": "torch", "precision": "bf16"},
+         "torch-int8": {"engine": "torch", "precision": "int8"}}
 REPEATS = 3
 
 
@@ -40,7 +43,7 @@ def texts_and_gold():
     return [r["text"] for r in seeds + test], test, schema
 
 
-def measure(path: str, model_dir: str) -> dict:
+def measure(path: str, model_dir: str, batch_size: int | None = None) -> dict:
     texts, test, schema = texts_and_gold()
     if path == "pipeline":
         from transformers import pipeline
@@ -60,9 +63,11 @@ def measure(path: str, model_dir: str) -> dict:
 
         clf = Classifier.from_pretrained(model_dir, **PATHS[path])
         engine = f"{clf.engine} {clf.precision}"
+        if batch_size:  # the sweep: int8 too runs batched, to see what one window per call costs
+            clf.max_batch = None
 
         def run():
-            return clf.scores(texts)[0]
+            return clf.scores(texts, **({"batch_size": batch_size} if batch_size else {}))[0]
     run()  # warm-up
     seconds = []
     for _ in range(REPEATS):
@@ -90,19 +95,37 @@ def macro_f1(schema, probs, records):
     return scores["topics_macro_f1"], scores["stance_macro_f1"]
 
 
-def main(model_dir: str) -> None:
+def one(path: str, model_dir: str, batch_size: int | None = None) -> dict:
+    """measure() in a fresh process, so that its peak memory is its own."""
+    run = subprocess.run([sys.executable, "-m", "train.bench_predict", "--one", path, model_dir, str(batch_size or 0)],
+                         capture_output=True, text=True)
+    if run.returncode:
+        raise SystemExit(f"{path} failed:\n{run.stderr[-3000:]}")
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def ensure_export(model_dir: str):
     from train.export import FP32_FILE, INT8_FILE, ONNX_DIR, export
 
     if not all((Path(model_dir) / ONNX_DIR / f).is_file() for f in (FP32_FILE, INT8_FILE)):
         print(f"{model_dir}: exporting to ONNX first (python -m train.export)", file=sys.stderr)
         export(Path(model_dir))
-    results = {}
-    for path in PATHS:
-        run = subprocess.run([sys.executable, "-m", "train.bench_predict", "--one", path, model_dir],
-                             capture_output=True, text=True)
-        if run.returncode:
-            raise SystemExit(f"{path} failed:\n{run.stderr[-3000:]}")
-        results[path] = json.loads(run.stdout.splitlines()[-1])
+
+
+def sweep(model_dir: str, sizes: list[int]) -> None:
+    ensure_export(model_dir)
+    paths = ["default", "int8", "torch-fp32"]
+    print(f"\nparagraphs/s by batch size (windows per forward pass), median of {REPEATS} passes\n")
+    print("| batch size | " + " | ".join(paths) + " |")
+    print("|---" * (len(paths) + 1) + "|")
+    for size in sizes:
+        rates = [(r := one(path, model_dir, size))["paragraphs"] / r["seconds"] for path in paths]
+        print(f"| {size} | " + " | ".join(f"{x:.1f}" for x in rates) + " |", flush=True)
+
+
+def main(model_dir: str) -> None:
+    ensure_export(model_dir)
+    results = {path: one(path, model_dir) for path in PATHS}
     _, test, schema = texts_and_gold()
     base = results["pipeline"]
     base_rate = base["paragraphs"] / base["seconds"]
@@ -125,7 +148,11 @@ def main(model_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--one":
-        print(json.dumps(measure(sys.argv[2], sys.argv[3])))
+    args = sys.argv[1:]
+    if args[:1] == ["--one"]:
+        print(json.dumps(measure(args[1], args[2], int(args[3]) or None)))
+    elif "--batch-sizes" in args:
+        at = args.index("--batch-sizes")
+        sweep(args[0] if at else "models/latest", [int(x) for x in args[at + 1].split(",")])
     else:
-        main(sys.argv[1] if len(sys.argv) > 1 else "models/latest")
+        main(args[0] if args else "models/latest")

@@ -150,6 +150,7 @@ def score_model(folder, name, cfg, schema, texts, val_texts, val_gold, grid, sam
     from train.inference import Classifier
 
     clf = Classifier.from_pretrained(folder, threads=cfg.threads)
+    log.info("%s: scored with %s %s", name, clf.engine, clf.precision)
     try:
         saved = T.load(folder)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
