@@ -1,13 +1,13 @@
 # peninsula: two commands set everything up on a fresh machine.
 #   make train   create .venv, install, train the default model on the shipped corpus, print metrics
 #   make test    create .venv, install, validate the corpus and run the test suite
-# Later: make evaluate | predict | bench-train | bench-predict | bench-sib200 (ARGS=... passes overrides)
+# Later: make evaluate | predict | export | bench-train | bench-predict | bench-sib200 (ARGS=... passes overrides)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install train test validate evaluate predict bench-train bench-predict bench-stream bench-sib200 clean
+.PHONY: install train test validate evaluate predict export bench-train bench-predict bench-stream bench-sib200 clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ evaluate: install
 
 predict: install
 	$(PY) -m train.predict input=seeds mode=article $(ARGS)
+
+export: install
+	$(PY) -m train.export $(ARGS)
 
 bench-train: install
 	$(PY) -m train.bench_train $(ARGS)

@@ -142,6 +142,20 @@ def test_a_failed_save_leaves_no_folder_and_keeps_latest(tmp_path, tiny_model_di
     assert os.readlink(tmp_path / "models/latest") == "tiny-run"
 
 
+def test_a_failed_onnx_export_keeps_the_model_without_onnx(tmp_path, tiny_model_dir, tiny_corpus, compose_cfg,
+                                                          monkeypatch, caplog):
+    import train.export as exporter
+
+    def broken(*args, **kwargs):
+        raise exporter.ExportError("unsupported operator")
+    monkeypatch.setattr(exporter, "export", broken)
+    train(compose_cfg(tiny_overrides(tmp_path, tiny_model_dir, tiny_corpus,
+                                     **{"trainer.num_train_epochs": 1, "export_onnx": True})))
+    assert (tmp_path / "models/tiny-run/model.safetensors").is_file()
+    assert not (tmp_path / "models/tiny-run/onnx").exists()
+    assert "ONNX export failed (ExportError: unsupported operator)" in caplog.text
+
+
 def test_class_weights_come_from_the_training_split():
     schema = LabelSchema([{"name": "topics", "kind": "multi_label", "labels": ["a", "b"]},
                           {"name": "stance", "kind": "single_label", "labels": ["x", "y"]}])

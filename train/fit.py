@@ -255,7 +255,11 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
         if cfg.get("export_onnx"):
             from train.export import export
 
-            export(tmp)  # onnx/: the fast CPU inference path, checked against these weights
+            try:  # onnx/: the fast CPU inference path, checked against these weights
+                export(tmp)
+            except Exception as e:  # an architecture the exporter cannot take must not cost the model
+                log.warning("ONNX export failed (%s: %s); the model is saved without onnx/ and runs on "
+                            "PyTorch (retry with `python -m train.export`)", type(e).__name__, e)
         if out.exists():
             raise FileExistsError(f"{out} already exists; choose another run_name")
         tmp.rename(out)
