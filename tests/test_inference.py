@@ -3,6 +3,7 @@ aggregate by the guide; bad input gets a message naming the record."""
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -200,4 +201,10 @@ def test_the_export_command_replaces_the_export_whole_or_not_at_all(model_dir, m
     result = subprocess.run([sys.executable, "-m", "train.export", f"model_dir={model_dir / 'nope'}"],
                             cwd=PROJECT, capture_output=True, timeout=300)
     assert result.returncode == 1 and b"model folder not found" in result.stderr
-    export.export(model_dir)  # put the int8 file back for the other tests
+    test_split = model_dir.parent.parent / "data/test.jsonl"
+    result = subprocess.run([sys.executable, "-m", "train.export", f"model_dir={model_dir}", f"compare_on={test_split}"],
+                            cwd=PROJECT, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    out = result.stdout.decode()
+    assert (model_dir / "onnx/model_quantized.onnx").is_file() and f"macro-F1 at 0.5 on {test_split}" in out
+    assert re.search(r"stance +fp32 [01]\.\d{3} +int8 [01]\.\d{3} +change [+-]\d\.\d{3}", out), out

@@ -8,6 +8,7 @@ Writes into `<model>/onnx/` (complete or not at all):
   model.onnx             fp32, with ONNX Runtime's transformer fusions (attention, GELU, layer norms)
   model_quantized.onnx   int8 weights per output channel, activations quantized per call (VNNI)
   export.json            versions, and how far each file's outputs are from the PyTorch model's
+and prints the int8 file's macro-F1 change from fp32 on the test split (`compare_on`).
 The fp32 file must give the PyTorch model's logits (max difference 1e-3 on check texts of several
 lengths and languages, padded in one batch) or nothing is written. The training job exports every
 model it saves (`export_onnx: true`). `make bench-predict` measures both files' speed and accuracy.
@@ -142,6 +143,22 @@ def replace_dir(new: Path, target: Path):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def accuracy_change(model_dir: Path, labelled_file: Path) -> dict:
+    """Macro-F1 per task (at 0.5, as training selects) of the fp32 and the int8 file on a labelled
+    split: {task: (fp32, int8)}."""
+    from train.data import load_split
+    from train.fit import scores_at_half
+    from train.inference import Classifier
+
+    fp32 = Classifier.from_pretrained(model_dir, engine="onnx")
+    records = load_split(labelled_file, fp32.schema)
+    texts, gold = [r["text"] for r in records], np.array([fp32.schema.encode(r) for r in records])
+    exact = scores_at_half(fp32.schema, gold, fp32.scores(texts)[0])
+    int8 = Classifier.from_pretrained(model_dir, engine="onnx", precision="int8")
+    approx = scores_at_half(fp32.schema, gold, int8.scores(texts)[0])
+    return {t.name: (exact[f"{t.name}_macro_f1"], approx[f"{t.name}_macro_f1"]) for t in fp32.schema.tasks}
+
+
 @hydra.main(config_path="../configs", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from train.data import project_path
@@ -157,6 +174,18 @@ def main(cfg: DictConfig) -> None:
         if name in report:
             size = (model_dir / ONNX_DIR / name).stat().st_size / 2**20
             print(f"  {name:22s} {size:6.0f} MiB   max |logit - PyTorch| {report[name]['max_abs_logit_diff']:.2g}")
+    if cfg.quantize and cfg.compare_on:
+        from train.data import DataError
+
+        labelled = project_path(cfg.compare_on)
+        try:
+            change = accuracy_change(model_dir, labelled)
+        except (DataError, FileNotFoundError) as e:
+            print(f"accuracy change not measured: {labelled}: {str(e).splitlines()[0]}")
+            return
+        print(f"macro-F1 at 0.5 on {labelled}:")
+        for task, (exact, approx) in change.items():
+            print(f"  {task:14s} fp32 {exact:.3f}   int8 {approx:.3f}   change {approx - exact:+.3f}")
 
 
 if __name__ == "__main__":
