@@ -81,9 +81,10 @@ def onnx_forward(file: Path, threads: int | None):
     return lambda ids, mask: session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
 
 
-def choose_engine(path: Path, engine: str, precision: str, device: str) -> str:
-    """auto: ONNX Runtime where the folder has an export for this precision and we run on the CPU
-    (measured 2x faster than PyTorch at the same logits), else PyTorch."""
+def choose_engine(path: Path, engine: str, precision: str, device: str) -> tuple[str, Path]:
+    """The engine to run and the ONNX file it would use. auto: ONNX Runtime where the folder has an
+    export for this precision and we run on the CPU (measured 2x faster than PyTorch at the same
+    logits), else PyTorch."""
     from train.export import FP32_FILE, INT8_FILE, ONNX_DIR
 
     file = path / ONNX_DIR / {"fp32": FP32_FILE, "int8": INT8_FILE}.get(precision, FP32_FILE)
@@ -91,25 +92,28 @@ def choose_engine(path: Path, engine: str, precision: str, device: str) -> str:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            return "torch"
-        return "onnx" if device == "cpu" and precision in ("fp32", "int8") and file.is_file() else "torch"
+            return "torch", file
+        return ("onnx" if device == "cpu" and precision in ("fp32", "int8") and file.is_file() else "torch"), file
     if engine == "onnx":
         if precision not in ("fp32", "int8"):
             raise ValueError(f"precision={precision!r}: the onnx engine has fp32 and int8")
         if not file.is_file():
             raise ModelFolderError(f"{file}: missing; write it with `python -m train.export model_dir={path}`")
-        return "onnx"
+        return "onnx", file
     if engine != "torch":
         raise ValueError(f"engine={engine!r}: expected auto, onnx or torch")
-    return "torch"
+    return "torch", file
 
 
 class Classifier:
     def __init__(self, forward, tokenizer, schema: LabelSchema, thresholds: dict, text_prefix: str = "",
-                 window: int = 128, overlap: int | None = None, max_batch: int | None = None):
+                 window: int = 128, overlap: int | None = None, max_batch: int | None = None,
+                 engine: str = "torch", precision: str = "fp32"):
         """`forward`: (input_ids, attention_mask) int64 arrays -> logits (see torch_forward).
-        `max_batch`: cap on windows per call (1 for dynamic int8, whose activation scale is per call)."""
+        `max_batch`: cap on windows per call (1 for dynamic int8, whose activation scale is per call).
+        `engine`, `precision`: what `forward` runs, for reports."""
         self.forward, self.tokenizer, self.schema = forward, tokenizer, schema
+        self.engine, self.precision = engine, precision
         self.thresholds, self.text_prefix = thresholds, text_prefix
         self.window, self.max_batch = window, max_batch
         self.overlap = window // 4 if overlap is None else overlap  # context shared by neighbouring windows
@@ -131,14 +135,11 @@ class Classifier:
         threads = threads or max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
         torch.set_num_threads(threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        engine = choose_engine(path, engine, precision, device)
+        engine, onnx_file = choose_engine(path, engine, precision, device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             if engine == "onnx":
-                from train.export import FP32_FILE, INT8_FILE, ONNX_DIR
-
-                file = path / ONNX_DIR / (INT8_FILE if precision == "int8" else FP32_FILE)
-                forward = onnx_forward(file, threads)
+                forward = onnx_forward(onnx_file, threads)
             else:
                 from transformers import AutoModelForSequenceClassification
 
@@ -152,10 +153,8 @@ class Classifier:
             thresholds = json.loads((path / THRESHOLDS_FILE).read_text())
         window = window or min(config.get("max_position_embeddings", 512), tokenizer.model_max_length, 512)
         per_call_int8 = engine == "onnx" and precision == "int8"
-        clf = cls(forward, tokenizer, LabelSchema(config["task_schema"]), thresholds,
-                  config.get("text_prefix", ""), window, max_batch=1 if per_call_int8 else None)
-        clf.engine, clf.precision = engine, precision
-        return clf
+        return cls(forward, tokenizer, LabelSchema(config["task_schema"]), thresholds, config.get("text_prefix", ""),
+                   window, max_batch=1 if per_call_int8 else None, engine=engine, precision=precision)
 
     # -- windows -----------------------------------------------------------------------------
     def windows(self, text: str) -> list[list[int]]:
