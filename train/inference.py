@@ -145,7 +145,7 @@ class Classifier:
 
                 model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
                                                                            trust_remote_code=False)
-                forward = torch_forward(with_precision(model.to(device).eval(), precision))
+                forward = torch_forward(with_precision(model.to(device), precision))
         except Exception as e:  # corrupt weights, unreadable tokenizer: say which folder
             raise ModelFolderError(f"{path}: could not be loaded ({type(e).__name__}: {e})") from e
         thresholds = {}
