@@ -65,12 +65,13 @@ def loss_on(model_dir, schema, records, train_records):
     with torch.no_grad():
         outputs = model(**batch)
     labels = torch.tensor([schema.encode(r) for r in records])
-    return float(MultiTaskLoss(schema, train_records, balance=True)(outputs, labels))
+    return float(MultiTaskLoss(schema, train_records, balance_classes=True)(outputs, labels))
 
 
 def test_loss_falls_on_a_small_separable_set(tmp_path, tiny_model_dir, tiny_corpus, compose_cfg):
     cfg = compose_cfg(tiny_overrides(tmp_path, tiny_model_dir, tiny_corpus, **{
-        "trainer.num_train_epochs": 25, "trainer.per_device_train_batch_size": 8, "early_stopping_patience": 25}))
+        "trainer.num_train_epochs": 25, "trainer.per_device_train_batch_size": 8, "early_stopping_patience": 25,
+        "calibrate": False}))  # calibration is fitted on these validation records: it would help the loss here
     schema = LabelSchema(cfg.data.schema)
     train_records = load_split(tiny_corpus["train"], schema)
     val_records = load_split(tiny_corpus["validation"], schema)
@@ -160,6 +161,16 @@ def test_class_weights_come_from_the_training_split():
     schema = LabelSchema([{"name": "topics", "kind": "multi_label", "labels": ["a", "b"]},
                           {"name": "stance", "kind": "single_label", "labels": ["x", "y"]}])
     records = [{"topics": ["a"], "stance": "x"}] * 3 + [{"topics": [], "stance": "y"}]
-    loss = MultiTaskLoss(schema, records, balance=True)
+    loss = MultiTaskLoss(schema, records, balance_classes=True)
     np.testing.assert_allclose(loss.weights["topics"].numpy(), [1 / 3, 4.0])  # neg/pos; b never positive -> 4/1
     np.testing.assert_allclose(loss.weights["stance"].numpy(), [4 / 6, 4 / 2])
+
+
+def test_logit_adjustment_offsets_are_the_training_log_priors():
+    schema = LabelSchema([{"name": "topics", "kind": "multi_label", "labels": ["a", "b"]},
+                          {"name": "stance", "kind": "single_label", "labels": ["x", "y"]}])
+    records = [{"topics": ["a"], "stance": "x"}] * 3 + [{"topics": [], "stance": "y"}]
+    loss = MultiTaskLoss(schema, records, logit_adjustment=1.0)
+    assert loss.weights["topics"] is None and loss.weights["stance"] is None
+    np.testing.assert_allclose(loss.offsets["topics"].numpy(), [np.log(3), np.log(1 / 4 / (3 / 4))], rtol=1e-6)
+    np.testing.assert_allclose(loss.offsets["stance"].numpy(), np.log([3 / 4, 1 / 4]), rtol=1e-6)

@@ -93,20 +93,69 @@ def train(cfg) -> dict:
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
         data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-        compute_loss_func=MultiTaskLoss(schema, train_records, cfg.loss.balance_classes),
+        compute_loss_func=MultiTaskLoss(schema, train_records, **cfg.loss),
         compute_metrics=partial(task_metrics, schema),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)])
     trainer.loss_is_scaled_for_ga = False  # our loss is a batch mean: let the Trainer divide by GA steps
 
     speed = trainer.train(resume_from_checkpoint=resume).metrics
+    if cfg.get("average_checkpoints", 0) > 1:
+        average_best_checkpoints(trainer, checkpoints, cfg.average_checkpoints)
     metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
     metrics.update({k: v for k, v in speed.items() if k in ("train_runtime", "train_samples_per_second")})
     metrics["epochs_run"] = trainer.state.epoch
+    extras = {}
+    if cfg.get("calibrate", True):  # scores that mean what they say, then thresholds tuned on them
+        extras = calibrate(trainer, val_set, schema, metrics)
     if trainer.is_world_process_zero():
         out = project_path(cfg.paths.models_dir) / cfg.run_name
-        save_model_folder(trainer, cfg, schema, metrics, out)
+        save_model_folder(trainer, cfg, schema, metrics, out, extras)
         print(summary(out, metrics, schema))
     return metrics
+
+
+def calibrate(trainer, val_set, schema: LabelSchema, metrics: dict) -> dict:
+    """Fit the calibration on the validation logits of the kept model and fold it into the head
+    (train/calibration.py), tune per-label thresholds on the calibrated scores, and add the
+    validation numbers after both (and ECE before/after) to `metrics`. Returns the files to save."""
+    from train import calibration
+    from train import metrics as M
+    from train import thresholds as T
+
+    logits = trainer.predict(val_set).predictions
+    gold = np.array(val_set["labels"], dtype=int)
+    fitted = calibration.fit(schema, logits, gold)
+    calibration.bake(trainer.model, schema, fitted)
+    probs = schema.probabilities(calibration.apply(schema, fitted, logits))
+    tuned = T.tune(schema, gold, probs, T.threshold_grid())
+    after = M.task_scores(schema, gold, probs, tuned)
+    before_ece = M.calibration(schema, gold, schema.probabilities(logits))
+    after_ece = M.calibration(schema, gold, probs)
+    for t in schema.tasks:
+        metrics[f"calibrated_{t.name}_macro_f1"] = after[t.name]["macro_f1"]
+        metrics[f"{t.name}_ece_before_calibration"] = before_ece[t.name]["ece"]
+        metrics[f"{t.name}_ece_after_calibration"] = after_ece[t.name]["ece"]
+    return {calibration.CALIBRATION_FILE: fitted, T.THRESHOLDS_FILE: tuned}
+
+
+def average_best_checkpoints(trainer, checkpoint_dir: Path, k: int):
+    """Replace the model's trainable weights by the mean over the k epoch checkpoints with the best
+    validation macro-F1 (a cheap ensemble: one model, the average of nearby solutions)."""
+    from safetensors.torch import load_file
+
+    scores = {int(e["step"]): e["eval_macro_f1"] for e in trainer.state.log_history if "eval_macro_f1" in e}
+    folders = [checkpoint_dir / f"checkpoint-{step}" for step in sorted(scores, key=scores.get, reverse=True)]
+    folders = [f for f in folders if (f / "model.safetensors").is_file()][:k]
+    if len(folders) < 2:
+        log.warning("average_checkpoints=%d: only %d checkpoint(s) kept; nothing averaged", k, len(folders))
+        return
+    states = [load_file(str(f / "model.safetensors")) for f in folders]
+    model = trainer.model
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad and name in states[0]:
+                param.copy_(torch.stack([s[name].float() for s in states]).mean(0).to(param.dtype))
+    log.info("averaged the weights of %s", ", ".join(f.name for f in folders))
 
 
 def summary(out: Path, metrics: dict, schema: LabelSchema) -> str:
@@ -117,6 +166,12 @@ def summary(out: Path, metrics: dict, schema: LabelSchema) -> str:
         lines.append(f"  {t.name:<10} macro-F1 {metrics[f'{t.name}_macro_f1']:.3f}   "
                      f"{extra} {metrics[f'{t.name}_{extra}']:.3f}")
     lines.append(f"  {'mean':<10} macro-F1 {metrics['macro_f1']:.3f}")
+    if "calibrated_" + schema.tasks[0].name + "_macro_f1" in metrics:
+        lines.append("validation after calibration and tuned thresholds (what inference uses):")
+        for t in schema.tasks:
+            lines.append(f"  {t.name:<10} macro-F1 {metrics[f'calibrated_{t.name}_macro_f1']:.3f}   ECE "
+                         f"{metrics[f'{t.name}_ece_before_calibration']:.3f} -> "
+                         f"{metrics[f'{t.name}_ece_after_calibration']:.3f}")
     lines.append(f"trained {metrics['epochs_run']:.0f} epochs in {metrics['train_runtime'] / 60:.1f} min "
                  f"({metrics['train_samples_per_second']:.1f} samples/s)")
     return "\n".join(lines)
@@ -161,35 +216,46 @@ def encode(records, schema, tokenizer, model_cfg, split):
 
 
 class MultiTaskLoss:
-    """Sum over tasks: BCE with `pos_weight` on multi-label slices, weighted CE on single-label ones.
-    Weights come from the training split's label counts (the classes are far from balanced)."""
+    """Sum over tasks: BCE on multi-label slices, cross-entropy on single-label ones.
 
-    def __init__(self, schema: LabelSchema, train_records, balance: bool):
-        self.schema = schema
-        self.weights = {}
+    `balance_classes`: BCE `pos_weight` and "balanced" CE class weights from the training split's
+    label counts. `logit_adjustment` (tau): add tau * log prior odds (log priors) to the logits in
+    training only, so the raw head learns balanced decisions without re-weighting examples (Menon et
+    al. 2021). `label_smoothing`: targets moved eps towards uniform. Calibration on validation then
+    maps either back to real probabilities."""
+
+    def __init__(self, schema: LabelSchema, train_records, balance_classes: bool = False,
+                 logit_adjustment: float = 0.0, label_smoothing: float = 0.0):
+        self.schema, self.smoothing = schema, label_smoothing
+        self.weights, self.offsets = {}, {}
         targets = np.array([schema.encode(r) for r in train_records])
         for t in schema.tasks:
-            if not balance:
-                self.weights[t.name] = None
-                continue
             positives = targets[:, t.slice].sum(axis=0)
+            counts = np.maximum(positives, 1)  # a label absent from the split still gets a finite weight
+            prior = counts / len(targets)
             if t.kind == MULTI:  # negatives / positives, as BCEWithLogitsLoss documents
-                weight = (len(targets) - positives) / np.maximum(positives, 1)
+                weight = (len(targets) - positives) / counts
+                offset = np.log(prior) - np.log1p(-np.minimum(prior, 1 - 1e-6))
             else:  # "balanced": n / (k * count), as scikit-learn's compute_class_weight
-                weight = len(targets) / (len(t.labels) * np.maximum(positives, 1))
-            self.weights[t.name] = torch.tensor(weight, dtype=torch.float32)
+                weight = len(targets) / (len(t.labels) * counts)
+                offset = np.log(prior)
+            self.weights[t.name] = torch.tensor(weight, dtype=torch.float32) if balance_classes else None
+            self.offsets[t.name] = torch.tensor(logit_adjustment * offset, dtype=torch.float32)
 
     def __call__(self, outputs, labels, num_items_in_batch=None):
         logits = outputs.logits.float()
         loss = logits.new_zeros(())
         for t in self.schema.tasks:
-            z, y = logits[:, t.slice], labels[:, t.slice].float()
+            z = logits[:, t.slice] + self.offsets[t.name].to(logits.device)
+            y = labels[:, t.slice].float()
             w = self.weights[t.name]
             w = None if w is None else w.to(z.device)
             if t.kind == MULTI:
+                y = y * (1 - self.smoothing) + self.smoothing / 2
                 loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(z, y, pos_weight=w)
             else:
-                loss = loss + torch.nn.functional.cross_entropy(z, y.argmax(dim=1), weight=w)
+                loss = loss + torch.nn.functional.cross_entropy(z, y.argmax(dim=1), weight=w,
+                                                                label_smoothing=self.smoothing)
         return loss
 
 
@@ -236,7 +302,7 @@ def check_resume_schema(checkpoint: str, schema: LabelSchema, data_name: str):
                          f"drop resume=true or choose another paths.work_dir"]) from None
 
 
-def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Path):
+def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Path, extras: dict | None = None):
     """Write the model folder under a temporary name, check it loads, then move it into place and
     point `models/latest` at it; a failure leaves neither a half-written folder nor a moved link."""
     from transformers import AutoConfig
@@ -249,6 +315,8 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         (tmp / "label_schema.json").write_text(json.dumps(schema.to_list(), indent=2) + "\n")
         (tmp / "validation_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        for name, content in (extras or {}).items():  # calibration.json, thresholds.json
+            (tmp / name).write_text(json.dumps(content, indent=2) + "\n")
         saved = LabelSchema.from_model_config(AutoConfig.from_pretrained(tmp))
         if saved != schema or not (tmp / "model.safetensors").is_file():
             raise RuntimeError(f"{tmp}: saved model folder failed its check")
