@@ -102,6 +102,24 @@ def test_article_aggregation_follows_the_guide():
     assert aggregate([p("x", [], "neutral")]) == {"topics": [], "stance": "neutral"}
 
 
+def test_article_stance_methods_weigh_the_headline_and_the_scores():
+    def p(text, stance, scores=None):
+        return {"text": text, "topics": [], "stance": stance,
+                **({"stance_scores": scores} if scores else {})}
+    # a failure story: a negative headline (20 chars), hopeful quotes (50), a negative paragraph (20)
+    story = [p("H" * 20, "negative"), p("q" * 50, "positive"), p("n" * 20, "negative"), p("f" * 60, "neutral")]
+    assert aggregate(story)["stance"] == "positive"  # 50 positive characters against 40 negative
+    # the headline counted as a quarter of the article: 43 + 20 negative against 50 positive
+    assert aggregate(story, stance_method="headline_weighted")["stance"] == "negative"
+    # score-weighted: confident neutral paragraphs that lean negative add up
+    leaning = {"positive": 0.05, "negative": 0.45, "neutral": 0.5}
+    article = [p("h" * 10, "neutral", leaning), p("a" * 90, "neutral", leaning)]
+    assert aggregate(article)["stance"] == "neutral"
+    assert aggregate(article, stance_method="score_weighted")["stance"] == "negative"
+    with pytest.raises(ValueError, match="stance_method"):
+        aggregate(article, stance_method="vote")
+
+
 def test_article_mode_splits_at_blank_lines_and_keeps_the_headline(model_dir, tmp_path):
     text = "Headline about the summit\n\nFirst paragraph seoul hopeful.\n \nSecond paragraph moscow.\n"
     assert split_paragraphs(text) == ["Headline about the summit", "First paragraph seoul hopeful.",

@@ -24,6 +24,7 @@ import hydra
 import numpy as np
 from omegaconf import OmegaConf
 
+from train import calibration
 from train import metrics as M
 from train import thresholds as T
 from train.articles import aggregate
@@ -167,8 +168,16 @@ def score_model(folder, name, cfg, schema, texts, val_texts, val_gold, grid, sam
         probs = val_probs
     else:
         probs, _ = clf.scores(texts, cfg.batch_size, cfg.progress)
-    return {"name": name, "kind": "model", "path": str(folder), "description": f"fine-tuned ({folder})",
-            "probs": probs, "thresholds": saved, "thresholds_source": source}
+    system = {"name": name, "kind": "model", "path": str(folder), "description": f"fine-tuned ({folder})",
+              "probs": probs, "thresholds": saved, "thresholds_source": source}
+    try:
+        fitted = calibration.load(folder)
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
+    if fitted:  # the head before calibration was folded in, for the report's before/after ECE
+        raw = calibration.invert(schema, fitted, calibration.logits_from_probabilities(schema, probs))
+        system["raw_probs"] = schema.probabilities(raw)
+    return system
 
 
 def system_metrics(system, cfg, schema, records, gold, articles) -> dict:
@@ -182,6 +191,8 @@ def system_metrics(system, cfg, schema, records, gold, articles) -> dict:
         out[task.name] = {"at_0.5": at_half[task.name], "tuned": at_tuned[task.name]} if task.kind == MULTI \
             else at_tuned[task.name]
     out["calibration"] = M.calibration(schema, gold, probs, cfg.calibration_bins)
+    if "raw_probs" in system:
+        out["calibration_before"] = M.calibration(schema, gold, system["raw_probs"], cfg.calibration_bins)
     out["per_language"] = M.per_language(schema, records, gold, probs, tuned)
     if articles is not None:
         out["articles"] = article_metrics(schema, records, M.decide(schema, probs, tuned), articles)

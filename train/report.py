@@ -124,10 +124,15 @@ def per_language(result, schema) -> str:
 
 
 def calibration(result, schema, plots) -> str:
-    rows = [[n] + [num(s["calibration"][t.name]["ece"]) for t in schema.tasks] for n, s in result["systems"].items()]
-    return "\n".join(["## Calibration\n", "Expected calibration error (lower is better):\n",
-                      table(["system"] + [t.name for t in schema.tasks], rows),
-                      f"![Reliability diagrams]({plots['reliability']})\n"])
+    def before(s, t):
+        return num(s["calibration_before"][t.name]["ece"]) if "calibration_before" in s else ""
+    rows = [[n] + [v for t in schema.tasks for v in (num(s["calibration"][t.name]["ece"]), before(s, t))]
+            for n, s in result["systems"].items()]
+    header = ["system"] + [h for t in schema.tasks for h in (t.name, f"{t.name} before calibration")]
+    return "\n".join(["## Calibration\n", "Expected calibration error (lower is better) of the scores as served; "
+                      "for fine-tuned models also of the raw head before the calibration fitted on validation "
+                      "was folded in (`calibration.json`; reconstructed from the served scores):\n",
+                      table(header, rows), f"![Reliability diagrams]({plots['reliability']})\n"])
 
 
 def articles(result, schema) -> str:
@@ -300,6 +305,11 @@ def summary(result: dict, schema: LabelSchema, out_dir) -> str:
     for name, s in result["systems"].items():
         lines.append(f"  {name[:34]:<34} " + "   ".join(f"{t.name} {with_ci(headline_scores(s, t))}"
                                                             for t in schema.tasks))
+    for name, s in models(result).items():
+        lines.append(f"  {'ECE ' + name[:30]:<34} " + "   ".join(
+            f"{t.name} {num(s['calibration'][t.name]['ece'])}"
+            + (f" (before calibration {num(s['calibration_before'][t.name]['ece'])})" if "calibration_before" in s
+               else "") for t in schema.tasks))
     for name, s in models(result).items():
         if "articles" in s:
             a = s["articles"]
