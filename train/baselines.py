@@ -145,20 +145,27 @@ def embedding_probe(schema: LabelSchema, train_records, name_or_path: str, text_
                   schema, train_records, encoder, _logreg(max_iter, scale=True))
 
 
+NAMES = ("majority", "tfidf_logreg", "embedding_probe")
+
+
 def build_all(schema: LabelSchema, train_records, probe_base: dict | None, max_iter: int = 300,
-              batch_size: int = 32, progress: bool = False) -> list[Baseline]:
-    """The three baselines; `probe_base` ({name_or_path, text_prefix, max_length}) or None to skip
-    the embedding probe."""
+              batch_size: int = 32, progress: bool = False, names=NAMES) -> list[Baseline]:
+    """The baselines named in `names` (default: all three); `probe_base` ({name_or_path, text_prefix,
+    max_length}) or None to skip the embedding probe."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
+    out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # capped iterations are a choice, said above
         warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-        out = [majority(schema, train_records), tfidf_logreg(schema, train_records, max_iter)]
-        log.info("baselines: majority and tfidf_logreg fitted on %d paragraphs", len(train_records))
-        if probe_base:
+        if "majority" in names:
+            out.append(majority(schema, train_records))
+        if "tfidf_logreg" in names:
+            out.append(tfidf_logreg(schema, train_records, max_iter))
+        log.info("baselines: %s fitted on %d paragraphs", ", ".join(b.name for b in out), len(train_records))
+        if probe_base and "embedding_probe" in names:
             out.append(embedding_probe(schema, train_records, probe_base["name_or_path"],
                                        probe_base.get("text_prefix", ""), probe_base.get("max_length", 128),
                                        max_iter, batch_size, progress))

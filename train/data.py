@@ -206,11 +206,32 @@ def validate(cfg) -> list[str]:
     return problems + check_splits(splits, paths)
 
 
+def source_kind(source: str, kinds: dict) -> str:
+    return next((kind for prefix, kind in kinds.items() if source.startswith(prefix)), "other")
+
+
+def source_table(splits: dict[str, list[dict]], kinds: dict) -> list[str]:
+    """Paragraphs per source kind (configs/data/<name>.yaml `source_kinds`) and split, with languages."""
+    counts = {name: Counter(source_kind(r.get("source", ""), kinds) for r in records) for name, records in splits.items()}
+    order = list(dict.fromkeys([*kinds.values(), "other"]))
+    width = max(map(len, order)) + 2
+    lines = ["\nby source kind (paragraphs)", f"  {'kind':<{width}}" + "".join(f"{n:>14}" for n in splits)
+             + f"{'all':>7}  languages"]
+    for kind in order:
+        total = sum(c[kind] for c in counts.values())
+        if total:
+            langs = Counter(r["lang"] for records in splits.values() for r in records
+                            if source_kind(r.get("source", ""), kinds) == kind)
+            lines.append(f"  {kind:<{width}}" + "".join(f"{counts[n][kind]:>14}" for n in splits) + f"{total:>7}  "
+                         + ", ".join(f"{lang} {n}" for lang, n in langs.most_common()))
+    return lines
+
+
 def stats(cfg) -> str:
     schema = LabelSchema(cfg.schema)
-    lines = []
+    lines, splits = [], {}
     for split, path in split_paths(cfg).items():
-        records = load_split(path, schema)
+        records = splits[split] = load_split(path, schema)
         langs = Counter(r["lang"] for r in records)
         lines.append(f"\n{split} ({path}): {len(records)} records, {len(langs)} languages")
         columns = sorted(langs, key=lambda l: (-langs[l], l))
@@ -226,6 +247,8 @@ def stats(cfg) -> str:
             counts = Counter(r["lang"] for r in records if match(r))
             lines.append(f"  {label:<{width}}" + "".join(f"{counts[l]:>6}" for l in columns)
                          + f"{sum(counts.values()):>7}")
+    if cfg.get("source_kinds"):
+        lines += source_table(splits, dict(cfg.source_kinds))
     return "\n".join(lines)
 
 

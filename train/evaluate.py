@@ -45,6 +45,7 @@ def evaluate(cfg) -> dict:
     schema = LabelSchema(cfg.data.schema)
     split_name, split_path = resolve_split(cfg)
     folders = [check_model(project_path(m), schema, cfg.data.name) for m in model_list(cfg.models)]
+    baseline_names = chosen_baselines(cfg.baselines)
     out_dir = project_path(cfg.out_dir)
     if out_dir.exists():
         raise EvaluationError(f"{out_dir}: already exists; choose another out_dir (reports are never overwritten)")
@@ -62,13 +63,13 @@ def evaluate(cfg) -> dict:
         tick = time.perf_counter()
         systems.append(score_model(folder, name, cfg, schema, texts, val_texts, val_gold, grid, same_as_validation))
         timing[name] = time.perf_counter() - tick
-    if cfg.baselines:
+    if baseline_names:
         from train.baselines import build_all
 
         tick = time.perf_counter()
         train_records = load_split(paths["train"], schema)
         for baseline in build_all(schema, train_records, probe_base(folders[0]), cfg.baseline_max_iter,
-                                  cfg.batch_size, cfg.progress):
+                                  cfg.batch_size, cfg.progress, baseline_names):
             val_probs = baseline.scores(val_texts)
             probs = val_probs if same_as_validation else baseline.scores(texts)
             systems.append({"name": baseline.name, "kind": "baseline", "description": baseline.description,
@@ -107,6 +108,19 @@ def resolve_split(cfg) -> tuple[str, Path]:
         return (named[0] if named else path.stem), path  # a named split's file counts as that split
     raise EvaluationError(f"unknown split {name!r}: expected one of {', '.join(cfg.data.files)} "
                           f"(configs/data/{cfg.data.name}.yaml) or a path to a .jsonl file in the corpus format")
+
+
+def chosen_baselines(setting) -> tuple[str, ...]:
+    """`baselines`: true (all), false (none) or a list of names from train.baselines.NAMES."""
+    from train.baselines import NAMES
+
+    if isinstance(setting, bool):
+        return NAMES if setting else ()
+    names = [setting] if isinstance(setting, str) else list(setting)
+    unknown = sorted(set(names) - set(NAMES))
+    if unknown:
+        raise EvaluationError(f"baselines={names}: unknown {unknown}; expected true, false or a list of {list(NAMES)}")
+    return tuple(names)
 
 
 def model_list(models) -> list[str]:

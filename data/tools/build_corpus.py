@@ -1,6 +1,7 @@
 """Assemble data/ from the annotation work: labelled candidates, reviewed pilot, written paragraphs,
-seed articles. Splits are assigned by document (near-duplicate documents are grouped first), stratified
-by language and label, with a fixed seed, so the files in data/ are the fixed splits.
+seed articles. Whole sources in HELD_OUT go to corpus/cross_source.jsonl (never trained on); the rest
+is split by document (near-duplicate documents are grouped first), stratified by language and label,
+with a fixed seed, so the files in data/ are the fixed splits.
 
     python data/tools/build_corpus.py WORK_DIR [--shared ../shared]
 
@@ -18,6 +19,16 @@ from pathlib import Path
 FIELDS = ("id", "text", "lang", "topics", "stance", "source", "doc_id")
 SPLIT_SHARES = (("test", 0.12), ("validation", 0.12), ("train", 0.76))
 SEED = 20261123
+# Label files that override the first pass: reporters' questions re-read under the headline rule, then
+# the adjudications of the two blind second passes (corpus 2026-11, real-news layer 2026-12).
+OVERRIDES = ("news_question_reread", "adjudication", "news_adjudication")
+# Whole sources the model never trains on: one government source, one press source (two of the six
+# newspapers whose tweets are in the corpus) and NTREX-128's mainstream news in nine languages.
+HELD_OUT = {
+    "Kremlin (en.kremlin.ru)": lambda r: r["doc_id"].startswith("kremlin-en-"),
+    "NTREX-128 news": lambda r: r["doc_id"].startswith("ntrex128:"),
+    "tweets of Hankyoreh and Chosun Ilbo": lambda r: r["source"].startswith(("tweet: hanitweet ", "tweet: chosun ")),
+}
 
 
 def read_jsonl(path):
@@ -40,10 +51,12 @@ def gather(work: Path, shared: Path):
         records.append({k: r[k] for k in FIELDS})
         return True
 
-    # Adjudicated second-pass disagreements override the first pass wherever they fall.
+    # Re-readings and adjudicated second-pass disagreements override the first pass wherever they
+    # fall, in this order (a later file wins).
     adjudicated = {}
-    if (work / "labels/adjudication.jsonl").exists():
-        adjudicated = {r["id"]: r for r in read_jsonl(work / "labels/adjudication.jsonl")}
+    for name in OVERRIDES:
+        if (work / f"labels/{name}.jsonl").exists():
+            adjudicated.update({r["id"]: r for r in read_jsonl(work / f"labels/{name}.jsonl")})
 
     # Reviewed pilot first: its labels are the settled ones where a candidate repeats a pilot text.
     review = {r["id"]: r for r in read_jsonl(work / "labels/pilot_review.jsonl")}
@@ -54,8 +67,9 @@ def gather(work: Path, shared: Path):
 
     labels = {}
     for f in sorted((work / "labels").glob("*.jsonl")):
-        if f.stem not in ("pilot_review", "seeds", "seed_articles", "second_pass", "adjudication"):
+        if f.stem not in ("pilot_review", "seeds", "seed_articles", "second_pass", *OVERRIDES):
             labels.update({r["id"]: r for r in read_jsonl(f)})
+    labels.update(ntrex_translation_labels(work / "candidates/news_ntrex.jsonl", labels))
     unlabelled = 0
     for f in sorted((work / "candidates").glob("*.jsonl")):
         for r in read_jsonl(f):
@@ -70,6 +84,18 @@ def gather(work: Path, shared: Path):
             add(dict(r, topics=gold["topics"], stance=gold["stance"], source="written"))
     print(f"{len(records)} records ({unlabelled} candidates not labelled, left out)")
     return records
+
+
+def ntrex_translation_labels(path: Path, labels: dict) -> dict:
+    """NTREX-128 holds one English news text and its professional translations, aligned by source
+    lines. The guide labels a translation exactly as its English original, so the English window's
+    labels (read by an annotator) are given to the aligned windows in the other eight languages."""
+    if not path.exists():
+        return {}
+    rows = read_jsonl(path)
+    key = lambda r: (r["doc_id"], re.search(r"lines (\d+-\d+)", r["source"]).group(1))
+    english = {key(r): labels[r["id"]] for r in rows if r["lang"] == "en" and r["id"] in labels}
+    return {r["id"]: english[key(r)] for r in rows if r["lang"] != "en" and key(r) in english}
 
 
 def drop_seed_lookalikes(records, seeds):
@@ -139,6 +165,14 @@ def assign_splits(groups):
     return split_of
 
 
+def shipped_splits(corpus: Path) -> dict:
+    """id -> split of the corpus files as shipped (empty when there are none yet)."""
+    out = {}
+    for path in sorted(corpus.glob("*.jsonl")):
+        out.update({r["id"]: path.stem for r in read_jsonl(path)})
+    return out
+
+
 def write_jsonl(path: Path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
@@ -156,8 +190,21 @@ def main():
     records = gather(args.work, args.shared)
     seeds = read_jsonl(args.work / "labels/seeds.jsonl")
     records = drop_seed_lookalikes(records, seeds)
-    split_of = assign_splits(document_groups(records))
-    for name, _ in SPLIT_SHARES:
+    groups = document_groups(records)
+    held_out = [any(rule(r) for r in g for rule in HELD_OUT.values()) for g in groups]
+    # The splits are fixed: a document already in the shipped corpus keeps its split; only new
+    # documents are dealt out (so adding data never moves a test paragraph into training).
+    shipped = shipped_splits(args.out / "corpus")
+    kept = {i: next((shipped[r["id"]] for r in g if r["id"] in shipped), None) for i, g in enumerate(groups)}
+    split_of = assign_splits([g for i, (g, out) in enumerate(zip(groups, held_out)) if not out and kept[i] is None])
+    split_of.update({r["id"]: kept[i] for i, g in enumerate(groups) if kept[i] and not held_out[i] for r in g})
+    print(f"{sum(1 for i in kept if kept[i])} document groups keep their shipped split")
+    # a document joined to a held-out one as a near-duplicate goes with it: nothing of it is trained on
+    pulled = [r["id"] for g, out in zip(groups, held_out) if out for r in g
+              if not any(rule(r) for rule in HELD_OUT.values())]
+    print(f"{len(pulled)} paragraphs of other sources go to cross_source as near-duplicates: {pulled}")
+    split_of.update({r["id"]: "cross_source" for g, out in zip(groups, held_out) if out for r in g})
+    for name in ["cross_source"] + [name for name, _ in SPLIT_SHARES]:
         rows = sorted((r for r in records if split_of[r["id"]] == name), key=lambda r: r["id"])
         write_jsonl(args.out / "corpus" / f"{name}.jsonl", rows)
         print(name, len(rows), dict(Counter(r["lang"] for r in rows)))
