@@ -174,3 +174,22 @@ def test_logit_adjustment_offsets_are_the_training_log_priors():
     assert loss.weights["topics"] is None and loss.weights["stance"] is None
     np.testing.assert_allclose(loss.offsets["topics"].numpy(), [np.log(3), np.log(1 / 4 / (3 / 4))], rtol=1e-6)
     np.testing.assert_allclose(loss.offsets["stance"].numpy(), np.log([3 / 4, 1 / 4]), rtol=1e-6)
+
+
+def test_headline_context_trains_on_text_pairs_where_records_have_a_headline(tmp_path, tiny_model_dir, compose_cfg):
+    from transformers import AutoTokenizer
+
+    from train.fit import encode
+
+    records = make_records(4, 5, "h")
+    records[0]["headline"] = "summit hopeful"
+    cfg = compose_cfg(tiny_overrides(tmp_path, tiny_model_dir, {"train": "x", "validation": "x", "test": "x"},
+                                     **{"model.context": "headline"}))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    schema = LabelSchema(cfg.data.schema)
+    encoded = encode(records, schema, tokenizer, cfg.model, "train")
+    assert encoded["input_ids"][0] == tokenizer("summit hopeful", records[0]["text"])["input_ids"]
+    assert encoded["input_ids"][1] == tokenizer(records[1]["text"])["input_ids"]  # no headline: the text alone
+    plain = encode(records, schema, tokenizer, compose_cfg(tiny_overrides(
+        tmp_path, tiny_model_dir, {"train": "x", "validation": "x", "test": "x"})).model, "train")
+    assert plain["input_ids"][0] == tokenizer(records[0]["text"])["input_ids"]

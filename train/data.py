@@ -86,7 +86,7 @@ def check_record(record, schema: LabelSchema, labelled: bool) -> list[str]:
                             f"not valid Unicode text")
     if isinstance(record.get("lang"), str) and record["lang"].strip() and not LANG_CODE.match(record["lang"]):
         problems.append(f"lang: {record['lang']!r} is not a lower-case ISO 639 code such as 'en', 'es', 'ko'")
-    for field in ("source", "doc_id"):
+    for field in ("source", "doc_id", "headline"):
         if field in record and not isinstance(record[field], str):
             problems.append(f"{field}: expected a string, got {type(record[field]).__name__}")
     if not labelled:

@@ -81,6 +81,7 @@ def train(cfg) -> dict:
     model.config.task_schema = schema.to_list()
     model.config.text_prefix = cfg.model.text_prefix
     model.config.max_seq_length = cfg.model.max_length  # not `max_length`: transformers reserves it for generation
+    model.config.text_context = cfg.model.get("context", "none")  # headline: (headline, paragraph) text pairs
     if should_freeze(cfg.model.freeze_word_embeddings):
         model.get_input_embeddings().weight.requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -199,18 +200,23 @@ def should_freeze(setting) -> bool:
 
 
 def encode(records, schema, tokenizer, model_cfg, split):
-    """Tokenised `datasets.Dataset` with a float target vector per record (dynamic padding later)."""
+    """Tokenised `datasets.Dataset` with a float target vector per record (dynamic padding later).
+    With `model.context=headline`, a record's `headline` (where it has one) is the first segment of
+    a text pair and the paragraph the second, as `Classifier` reads articles."""
     from datasets import Dataset
 
-    texts = [model_cfg.text_prefix + r["text"] for r in records]
-    encoded = tokenizer(texts, truncation=True, max_length=model_cfg.max_length)
-    full = tokenizer(texts, truncation=False)["input_ids"]
-    cut = sum(len(ids) > model_cfg.max_length for ids in full)
+    prefix, limit = model_cfg.text_prefix, model_cfg.max_length
+    use_headline = model_cfg.get("context", "none") == "headline"
+    columns, cut = {"input_ids": [], "attention_mask": []}, 0
+    for r in records:
+        pair = (prefix + r["headline"], r["text"]) if use_headline and r.get("headline") else (prefix + r["text"],)
+        ids = tokenizer(*pair, truncation=True, max_length=limit)
+        cut += len(tokenizer(*pair)["input_ids"]) > limit
+        columns["input_ids"].append(ids["input_ids"])
+        columns["attention_mask"].append(ids["attention_mask"])
     if cut:  # never silent: training sees the first max_length tokens of long paragraphs
         log.warning("%s: %d of %d paragraphs are longer than max_length=%d tokens and were truncated "
-                    "for training (inference windows long text instead)", split, cut, len(texts),
-                    model_cfg.max_length)
-    columns = dict(encoded)
+                    "for training (inference windows long text instead)", split, cut, len(records), limit)
     columns["labels"] = [schema.encode(r) for r in records]
     return Dataset.from_dict(columns)
 

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 FIELDS = ("id", "text", "lang", "topics", "stance", "source", "doc_id")
+HEADLINE = "headline"  # optional field: the headline of the paragraph's article, where the source has one
 SPLIT_SHARES = (("test", 0.12), ("validation", 0.12), ("train", 0.76))
 SEED = 20261123
 # Label files that override the first pass: reporters' questions re-read under the headline rule, then
@@ -48,7 +49,7 @@ def gather(work: Path, shared: Path):
         if key in seen_text or not key:
             return False
         seen_text.add(key)
-        records.append({k: r[k] for k in FIELDS})
+        records.append({k: r[k] for k in FIELDS if k in r})
         return True
 
     # Re-readings and adjudicated second-pass disagreements override the first pass wherever they
@@ -96,6 +97,50 @@ def ntrex_translation_labels(path: Path, labels: dict) -> dict:
     key = lambda r: (r["doc_id"], re.search(r"lines (\d+-\d+)", r["source"]).group(1))
     english = {key(r): labels[r["id"]] for r in rows if r["lang"] == "en" and r["id"] in labels}
     return {r["id"]: english[key(r)] for r in rows if r["lang"] != "en" and key(r) in english}
+
+
+def attach_headlines(records, work: Path, shared: Path):
+    """Give each paragraph the headline of its article where the source has one (context for the
+    headline-as-context recipe; labels never depend on it): titles quoted in `source` (government
+    sources, ROK speeches), KCNA titles from the raw dumps, the headline paragraph of written and seed
+    articles. A headline paragraph gets none (it is its own context)."""
+    titles = {}
+    for f in sorted((work / "written").glob("*.jsonl")):
+        for r in read_jsonl(f):
+            if r.get("register") == "headline":
+                titles.setdefault(r["doc_id"], r["text"])
+    raw = shared / "raw"
+    stories = json.loads((raw / "kcna_2024_en/headlines_2024-11-11.json").read_text(encoding="utf-8"))
+    for line in (raw / "kcna_2011_2012/kcna_en_relevant.jsonl").open(encoding="utf-8"):
+        s = json.loads(line)
+        titles[f"kcna-en-{s['date']}-{slug(s['title'])}"] = s["title"]
+    for r in records:
+        doc, quoted = r["doc_id"], re.search(r'"(.+)"', r["source"])
+        if doc in titles:
+            headline = titles[doc]
+        elif quoted and not r["source"].startswith("NTREX"):
+            headline = quoted.group(1)
+        elif re.match(r"kcna2024-(\d{4})-", doc):
+            headline = stories[int(doc[9:13])]["headline"]
+        elif r["source"].startswith("KCNA es "):
+            headline = doc[11:]  # "<date> <title>"
+        else:
+            continue
+        if norm(headline) != norm(r["text"]):
+            r[HEADLINE] = headline.strip()
+    return records
+
+
+def slug(s):  # as data/tools/select_candidates.py built KCNA doc ids
+    return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")[:60]
+
+
+def seed_headlines(seeds):
+    first = {}
+    for p in seeds:
+        first.setdefault(p["doc_id"], p["text"])
+    return [{**{k: p[k] for k in FIELDS}, **({HEADLINE: first[p["doc_id"]]} if p["text"] != first[p["doc_id"]] else {})}
+            for p in seeds]
 
 
 def drop_seed_lookalikes(records, seeds):
@@ -189,7 +234,7 @@ def main():
 
     records = gather(args.work, args.shared)
     seeds = read_jsonl(args.work / "labels/seeds.jsonl")
-    records = drop_seed_lookalikes(records, seeds)
+    records = attach_headlines(drop_seed_lookalikes(records, seeds), args.work, args.shared)
     groups = document_groups(records)
     held_out = [any(rule(r) for r in g for rule in HELD_OUT.values()) for g in groups]
     # The splits are fixed: a document already in the shipped corpus keeps its split; only new
@@ -209,7 +254,7 @@ def main():
         write_jsonl(args.out / "corpus" / f"{name}.jsonl", rows)
         print(name, len(rows), dict(Counter(r["lang"] for r in rows)))
 
-    write_jsonl(args.out / "seeds/paragraphs.jsonl", [{k: r[k] for k in FIELDS} for r in seeds])
+    write_jsonl(args.out / "seeds/paragraphs.jsonl", seed_headlines(seeds))
     write_jsonl(args.out / "seeds/articles.jsonl", seed_articles(seeds))
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: measurements that take minutes to hours (make bench-*), not tests."""
