@@ -22,7 +22,7 @@ SPLIT_SHARES = (("test", 0.12), ("validation", 0.12), ("train", 0.76))
 SEED = 20261123
 # Label files that override the first pass: reporters' questions re-read under the headline rule, then
 # the adjudications of the two blind second passes (corpus 2026-11, real-news layer 2026-12).
-OVERRIDES = ("news_question_reread", "adjudication", "news_adjudication")
+OVERRIDES = ("news_question_reread", "adjudication", "news_adjudication", "written_hard_adjudication")
 # Whole sources the model never trains on: one government source, one press source (two of the six
 # newspapers whose tweets are in the corpus) and NTREX-128's mainstream news in nine languages.
 HELD_OUT = {
