@@ -193,3 +193,20 @@ def test_headline_context_trains_on_text_pairs_where_records_have_a_headline(tmp
     plain = encode(records, schema, tokenizer, compose_cfg(tiny_overrides(
         tmp_path, tiny_model_dir, {"train": "x", "validation": "x", "test": "x"})).model, "train")
     assert plain["input_ids"][0] == tokenizer(records[0]["text"])["input_ids"]
+
+
+def test_checkpoint_averaging_keeps_the_mean_of_the_best_epochs(tmp_path, tiny_model_dir, tiny_corpus, compose_cfg):
+    from safetensors.torch import load_file
+
+    train(compose_cfg(tiny_overrides(tmp_path, tiny_model_dir, tiny_corpus, **{
+        "trainer.num_train_epochs": 3, "trainer.save_total_limit": "null", "early_stopping_patience": 5,
+        "average_checkpoints": 2})))
+    state = json.loads(max((tmp_path / "work/checkpoints").glob("checkpoint-*/trainer_state.json"),
+                           key=lambda p: int(p.parent.name.split("-")[1])).read_text())
+    scores = {e["step"]: e["eval_macro_f1"] for e in state["log_history"] if "eval_macro_f1" in e}
+    best = sorted(scores, key=scores.get, reverse=True)[:2]
+    name = "bert.encoder.layer.0.attention.self.query.weight"  # not the head: calibration rescales that
+    expected = torch.stack([load_file(str(tmp_path / f"work/checkpoints/checkpoint-{s}/model.safetensors"))[name]
+                            for s in best]).mean(0)
+    saved = load_file(str(tmp_path / "models/tiny-run/model.safetensors"))[name]
+    torch.testing.assert_close(saved, expected)
