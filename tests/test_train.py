@@ -210,3 +210,18 @@ def test_checkpoint_averaging_keeps_the_mean_of_the_best_epochs(tmp_path, tiny_m
                             for s in best]).mean(0)
     saved = load_file(str(tmp_path / "models/tiny-run/model.safetensors"))[name]
     torch.testing.assert_close(saved, expected)
+
+
+def test_freeze_layers_trains_only_the_upper_layers_and_the_head(tmp_path, tiny_model_dir, tiny_corpus, compose_cfg):
+    from safetensors.torch import load_file
+
+    train(compose_cfg(tiny_overrides(tmp_path, tiny_model_dir, tiny_corpus, **{
+        "trainer.num_train_epochs": 1, "model.freeze_layers": 1, "calibrate": False})))
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(tmp_path / "models/tiny-run/model.safetensors"))
+    def weight(state, name):  # a base-model checkpoint has no `bert.` prefix
+        return state.get(name, state.get(name.removeprefix("bert.")))
+    for name in ("bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.output.dense.weight"):
+        torch.testing.assert_close(weight(after, name), weight(before, name))
+    assert not torch.equal(weight(after, "bert.encoder.layer.1.output.dense.weight"),
+                           weight(before, "bert.encoder.layer.1.output.dense.weight"))

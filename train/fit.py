@@ -84,6 +84,7 @@ def train(cfg) -> dict:
     model.config.text_context = cfg.model.get("context", "none")  # headline: (headline, paragraph) text pairs
     if should_freeze(cfg.model.freeze_word_embeddings):
         model.get_input_embeddings().weight.requires_grad_(False)
+    freeze_lower_layers(model, cfg.model.get("freeze_layers", 0))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("model: %s, %.1fM trainable of %.1fM parameters", cfg.model.name_or_path, trainable / 1e6,
              model.num_parameters() / 1e6)
@@ -192,6 +193,18 @@ def fast_bf16() -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def freeze_lower_layers(model, n: int):
+    """Freeze the embeddings and the first `n` encoder layers: backpropagation then stops at layer n,
+    which saves most of the backward pass through them (the upper layers and the head still learn)."""
+    if not n:
+        return
+    layers = model.base_model.encoder.layer
+    if not 0 < n <= len(layers):
+        raise ValueError(f"model.freeze_layers={n}: the encoder has {len(layers)} layers")
+    for module in [model.base_model.embeddings, *layers[:n]]:
+        module.requires_grad_(False)
 
 
 def should_freeze(setting) -> bool:
