@@ -73,6 +73,10 @@ def test_training_folds_calibration_into_the_saved_model_and_tunes_thresholds_on
     for task in ("topics", "stance"):
         assert metrics[f"{task}_ece_after_calibration"] >= 0
         assert f"calibrated_{task}_macro_f1" in json.loads((out / "validation_metrics.json").read_text())
+    # a temperature never changes the argmax: stance decisions after calibration are those of the raw head,
+    # and thresholds tuned on the same validation split cannot do much worse than 0.5
+    assert metrics["calibrated_stance_macro_f1"] == pytest.approx(metrics["stance_macro_f1"])
+    assert metrics["calibrated_topics_macro_f1"] >= metrics["topics_macro_f1"] - 0.1
     # the kept checkpoint holds the raw head: the saved model's logits are its logits, calibrated
     raw_dir = last_checkpoint(tmp_path / "work/checkpoints")
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -89,3 +93,25 @@ def test_calibrate_false_leaves_the_head_raw(tmp_path, tiny_model_dir, tiny_corp
     train(compose_cfg(tiny_overrides(tmp_path, tiny_model_dir, tiny_corpus, **{
         "trainer.num_train_epochs": 1, "calibrate": False})))
     assert not (tmp_path / "models/tiny-run/calibration.json").exists()
+
+
+def test_calibration_pairs_each_logit_with_its_own_gold_when_the_trainer_reorders_batches():
+    """The Trainer's length-grouped evaluation sampler permutes the validation split: gold must come
+    from the prediction output, not from the dataset's order."""
+    from types import SimpleNamespace
+
+    from train.fit import calibrate
+
+    schema = LabelSchema([{"name": "topics", "kind": "multi_label", "labels": ["a", "b"]},
+                          {"name": "stance", "kind": "single_label", "labels": ["p", "n", "u"]}])
+    logits, gold = overconfident_logits(n=300, seed=2)
+    order = np.random.default_rng(0).permutation(len(gold))
+    head = torch.nn.Linear(3, 5)
+    trainer = SimpleNamespace(model=head, predict=lambda dataset: SimpleNamespace(
+        predictions=logits[order], label_ids=gold[order]))
+    metrics = {}
+    calibrate(trainer, {"labels": gold.tolist()}, schema, metrics)
+    from sklearn.metrics import f1_score
+    raw_stance = f1_score(gold[:, 2:].argmax(1), logits[:, 2:].argmax(1), average="macro")
+    assert metrics["calibrated_stance_macro_f1"] == pytest.approx(raw_stance)
+    assert metrics["stance_ece_after_calibration"] < metrics["stance_ece_before_calibration"]

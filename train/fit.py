@@ -124,8 +124,9 @@ def calibrate(trainer, val_set, schema: LabelSchema, metrics: dict) -> dict:
     from train import metrics as M
     from train import thresholds as T
 
-    logits = trainer.predict(val_set).predictions
-    gold = np.array(val_set["labels"], dtype=int)
+    # the Trainer may reorder evaluation batches (length grouping): take gold in its order
+    prediction = trainer.predict(val_set)
+    logits, gold = prediction.predictions, np.asarray(prediction.label_ids).astype(int)
     fitted = calibration.fit(schema, logits, gold)
     calibration.bake(trainer.model, schema, fitted)
     probs = schema.probabilities(calibration.apply(schema, fitted, logits))
