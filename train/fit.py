@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from train.base_model import resolve_model_path
 from train.data import DataError, load_split, project_path, split_paths
+from train.extra_files import load_extra_files
 from train.labels import MULTI, LabelSchema, check_schema_matches
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ def train(cfg) -> dict:
             splits[split] = load_split(paths[split], schema)
         except DataError as e:
             problems += e.problems
+    try:  # the user's own labelled files (data.extra_files), refused if they overlap an evaluation file
+        splits["train"] = splits.get("train", []) + load_extra_files(cfg.data, schema)
+    except DataError as e:
+        problems += e.problems
     if problems:
         raise DataError(problems)
     train_records = limit(splits["train"], cfg.data.get("max_train_samples"), cfg.seed)
