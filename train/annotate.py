@@ -28,7 +28,6 @@ from omegaconf import OmegaConf
 
 from train import label_studio as LS
 from train.data import normalise, project_path, read_records, split_paths
-from train.inference import Classifier, ModelFolderError
 from train.labels import MULTI, LabelSchema
 
 log = logging.getLogger("train.annotate")
@@ -44,14 +43,18 @@ def select(cfg) -> dict:
     """Write `n` chosen paragraphs as Label Studio tasks (+ labelling config) or CSV; return counts."""
     from train.baselines import MeanPooledEncoder
     from train.extra_files import extra_paths
+    from train.inference import Classifier, ModelFolderError  # here: `import` needs no torch
     from train.selection import choose, near_duplicates_of, task_uncertainty
 
     out, fmt = Path(cfg.output), output_format(cfg)
     if cfg.n < 1:
         raise AnnotateError(f"n={cfg.n}: choose at least one paragraph")
     model_dir = project_path(cfg.model_dir)
-    with quiet_transformers():
-        clf = Classifier.from_pretrained(model_dir, threads=cfg.threads)
+    try:
+        with quiet_transformers():
+            clf = Classifier.from_pretrained(model_dir, threads=cfg.threads)
+    except ModelFolderError as e:
+        raise AnnotateError(str(e)) from None
     schema = clf.schema
     pool, counts = read_pool(cfg, schema)
     if cfg.exclude_corpus:
@@ -239,7 +242,7 @@ def run(cfg) -> None:
             sys.exit(2)
     try:
         select(cfg) if cfg.command == "select" else import_export(cfg)
-    except (AnnotateError, ModelFolderError) as e:
+    except AnnotateError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except ImportProblems as e:

@@ -92,7 +92,8 @@ def read_export(path: Path, schema: LabelSchema, lang: str | None = None, source
             labels.sort(key=lambda pair: str(pair[0].get("updated_at") or pair[0].get("created_at") or ""))
         annotation, chosen = labels[-1]
         record, found = corpus_record(data, chosen, annotation, task_id, number, path, schema, lang, source)
-        found += check_record(record, schema, labelled=True)
+        named = {p.split(":")[0] for p in found}  # fields corpus_record has explained already
+        found += [p for p in check_record(record, schema, labelled=True) if p.split(":")[0] not in named]
         if record.get("id") in seen:
             found.append(f"id: duplicate id {record['id']!r} (first in record {seen[record['id']]})")
         seen.setdefault(record.get("id"), number)

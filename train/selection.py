@@ -11,7 +11,7 @@ the kinds of text in the pool, with no repeats.
    highest-priority paragraph is taken (Zhdanov 2019, "Diverse mini-batch active learning").
 3. No near-duplicates: a paragraph whose character n-gram TF-IDF cosine with one already taken is
    at least 0.9 (the corpus's own near-duplicate test, train/data.py) is passed over; clusters left
-   empty are filled from the remaining candidates by priority.
+   empty are filled by priority from the candidates and as many paragraphs again.
 
     uncertainty = task_uncertainty(schema, probs, thresholds)        # {task: [n]}
     chosen = choose(texts, uncertainty, embed, n=100)              # indices into texts, best first
@@ -77,7 +77,8 @@ def choose(texts: list[str], uncertainty: dict[str, np.ndarray], embed, n: int, 
     from sklearn.cluster import KMeans
 
     scores = priority(uncertainty)
-    candidates = np.argsort(-scores, kind="stable")[:n * candidates_per_pick]
+    ranked = np.argsort(-scores, kind="stable")
+    candidates, reserve = ranked[:n * candidates_per_pick], ranked[:2 * n * candidates_per_pick]
     if len(candidates) <= n:  # nothing to choose between: every candidate is its own cluster
         clusters = [[int(i)] for i in candidates]
     else:
@@ -85,8 +86,8 @@ def choose(texts: list[str], uncertainty: dict[str, np.ndarray], embed, n: int, 
         groups = KMeans(n_clusters=n, random_state=seed, n_init=3).fit_predict(vectors)
         # candidates are in priority order, so each cluster's list is too
         clusters = [[int(c) for c, g in zip(candidates, groups) if g == k] for k in range(n)]
-    tfidf = char_tfidf([texts[i] for i in candidates])
-    row = {int(c): r for r, c in enumerate(candidates)}
+    tfidf = char_tfidf([texts[i] for i in reserve])
+    row = {int(c): r for r, c in enumerate(reserve)}
     taken: list[int] = []
 
     def fresh(i):  # not a near-duplicate of a paragraph already taken
@@ -99,7 +100,7 @@ def choose(texts: list[str], uncertainty: dict[str, np.ndarray], embed, n: int, 
         pick = next((i for i in members if fresh(i)), None)
         if pick is not None:
             taken.append(pick)
-    for i in candidates:  # clusters whose members all repeat a pick: fill by priority
+    for i in reserve:  # clusters whose members all repeat a pick: fill by priority
         if len(taken) >= n:
             break
         if int(i) not in taken and fresh(int(i)):
