@@ -22,6 +22,7 @@ from train.base_model import resolve_model_path
 from train.data import DataError, load_split, project_path, split_paths
 from train.extra_files import load_extra_files
 from train.labels import MULTI, LabelSchema, check_schema_matches
+from train.tracking import configure as configure_tracking
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,11 @@ def train(cfg) -> dict:
     # Our loss is a per-batch mean; with this on, the Trainer multiplies it by the number of
     # processes (it expects a sum over the global token count), doubling gradients under torchrun.
     trainer_args["average_tokens_across_devices"] = False
+    configure_tracking(trainer_args, project_path(cfg.paths.work_dir), cfg.run_name)  # logs into the run folder
     args = TrainingArguments(
         output_dir=str(project_path(cfg.paths.work_dir) / "checkpoints"), eval_strategy="epoch",
         save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="macro_f1",
-        greater_is_better=True, seed=cfg.seed, data_seed=cfg.seed, report_to="none", **trainer_args)
+        greater_is_better=True, seed=cfg.seed, data_seed=cfg.seed, **trainer_args)
     if args.world_size > 1:  # every torchrun process composed its own config: `${now}` in work_dir may differ
         from accelerate.utils import broadcast_object_list
 
