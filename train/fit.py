@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from train import model_card
 from train.base_model import resolve_model_path
 from train.data import DataError, load_split, project_path, split_paths
 from train.extra_files import load_extra_files
@@ -267,6 +268,7 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
             except Exception as e:  # an architecture the exporter cannot take must not cost the model
                 log.warning("ONNX export failed (%s: %s); the model is saved without onnx/ and runs on "
                             "PyTorch (retry with `python -m train.export`)", type(e).__name__, e)
+        model_card.write(tmp, cfg, schema, metrics)  # README.md, the Hugging Face model card
         if out.exists():
             raise FileExistsError(f"{out} already exists; choose another run_name")
         tmp.rename(out)
