@@ -39,6 +39,17 @@ def annotate(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+def select_here(capsys, *overrides) -> str:
+    """`python -m train.annotate select OVERRIDES` in this process (no second torch start-up); its stderr."""
+    from hydra import compose, initialize_config_dir
+
+    from train.annotate import select
+
+    with initialize_config_dir(config_dir=str(PROJECT / "configs"), version_base="1.3"):
+        select(compose("annotate", overrides=["command=select", "progress=false", *map(str, overrides)]))
+    return capsys.readouterr().err
+
+
 def corpus_overrides(files):
     return [f"data.files.{s}={p}" for s, p in files.items()] + [f"data.files.seeds={files['test']}"]
 
@@ -68,7 +79,7 @@ def test_choice_spreads_over_clusters_and_passes_over_near_duplicates():
     assert chosen == [0, 2, 3, 4]  # 1 repeats 0, so the next by priority fills in
 
 
-def test_select_writes_label_studio_tasks_and_config_and_leaves_out_repeats(model, tmp_path):
+def test_select_writes_label_studio_tasks_and_config_and_leaves_out_repeats(model, tmp_path, capsys):
     train_text = json.loads(model["files"]["train"].read_text().splitlines()[0])["text"]
     pool = [{"id": f"p{i}", "text": f"{r['text']} from the wire at {i:02d}:{i * 7 % 60:02d} hours local time",
              "lang": "ko", "url": f"https://example.org/{i}"} for i, r in enumerate(make_records(30, 9, "p"))]
@@ -76,10 +87,9 @@ def test_select_writes_label_studio_tasks_and_config_and_leaves_out_repeats(mode
              {"id": "again", "text": pool[3]["text"].upper(), "lang": "ko"},  # repeats p3
              {"id": "short", "text": "Read more", "lang": "en"}]
     out = tmp_path / "batch/to_label.json"
-    result = annotate("select", f"input={write_jsonl(tmp_path / 'pool.jsonl', pool)}", "n=6", f"output={out}",
-                      f"model_dir={model['dir']}", "min_chars=20", "progress=false", *corpus_overrides(model["files"]))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "6 of 30 paragraphs chosen (1 repeated, 1 under 20 characters, 1 in the corpus)" in result.stderr
+    err = select_here(capsys, f"input={write_jsonl(tmp_path / 'pool.jsonl', pool)}", "n=6", f"output={out}",
+                      f"model_dir={model['dir']}", "min_chars=20", *corpus_overrides(model["files"]))
+    assert "6 of 30 paragraphs chosen (1 repeated, 1 under 20 characters, 1 in the corpus)" in err
     tasks = json.loads(out.read_text())
     assert len(tasks) == 6 and len({t["data"]["paragraph_id"] for t in tasks}) == 6
     for t in tasks:
@@ -97,13 +107,11 @@ def test_select_writes_label_studio_tasks_and_config_and_leaves_out_repeats(mode
     assert view.find("Text").get("value") == "$text"
 
 
-def test_a_filled_in_csv_comes_back_as_corpus_records(model, tmp_path):
+def test_a_filled_in_csv_comes_back_as_corpus_records(model, tmp_path, capsys):
     pool = [{"text": f"{r['text']} said the bulletin of {i + 3} March"} for i, r in enumerate(make_records(12, 4, "c"))]
     out = tmp_path / "to_label.csv"
-    result = annotate("select", f"input={write_jsonl(tmp_path / 'pool.jsonl', pool)}", "n=4", f"output={out}",
-                      f"model_dir={model['dir']}", "min_chars=5", "lang=es", "progress=false",
-                      *corpus_overrides(model["files"]))
-    assert result.returncode == 0, result.stderr[-3000:]
+    select_here(capsys, f"input={write_jsonl(tmp_path / 'pool.jsonl', pool)}", "n=4", f"output={out}",
+                f"model_dir={model['dir']}", "min_chars=5", "lang=es", *corpus_overrides(model["files"]))
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert len(rows) == 4 and all(r["topics"] == "" and r["stance"] == "" for r in rows)
     for row, (topics, stance) in zip(rows, [("", "neutral"), ("summitry;sanctions", "negative"),

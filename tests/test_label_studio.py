@@ -39,34 +39,20 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    """A Label Studio server on 127.0.0.1 with one admin user whose API token is TOKEN; stopped after."""
+    """A Label Studio server starting on 127.0.0.1 with one admin user whose API token is TOKEN;
+    `ready()` waits for it (its first start migrates a database: the test works meanwhile)."""
     home = tmp_path_factory.mktemp("label-studio")
     port = free_port()
     env = dict(os.environ, LABEL_STUDIO_BASE_DATA_DIR=str(home / "data"), LATEST_VERSION_CHECK="false",
                COLLECT_ANALYTICS="false", HOME=str(home))
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen(
-        [str(LABEL_STUDIO_VENV / "bin/label-studio"), "start", "--no-browser", "--internal-host", "127.0.0.1",
-         "--port", str(port), "--username", "analyst@example.com", "--password", "peninsula-pass",
-         "--user-token", TOKEN, "--enable-legacy-api-token"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
+    with (home / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [str(LABEL_STUDIO_VENV / "bin/label-studio"), "start", "--no-browser", "--internal-host", "127.0.0.1",
+             "--port", str(port), "--username", "analyst@example.com", "--password", "peninsula-pass",
+             "--user-token", TOKEN, "--enable-legacy-api-token"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"label-studio exited ({server.returncode}):\n{(home / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() - started > STARTUP_LIMIT_S:
-                pytest.fail(f"label-studio not up after {STARTUP_LIMIT_S} s:\n{(home / 'server.log').read_text()[-3000:]}")
-            time.sleep(1)
-        print(f"label-studio up in {time.monotonic() - started:.0f} s")
-        yield Api(url)
+        yield Server(server, f"http://127.0.0.1:{port}", home / "server.log")
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # its own process group (start_new_session), no one else's
         try:
@@ -74,7 +60,26 @@ def label_studio(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-        log.close()
+
+
+class Server:
+    def __init__(self, process, url, log):
+        self.process, self.url, self.log, self.started = process, url, log, time.monotonic()
+
+    def ready(self) -> "Api":
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"label-studio exited ({self.process.returncode}):\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
+                    if response.status == 200:
+                        print(f"label-studio up {time.monotonic() - self.started:.0f} s after its start")
+                        return Api(self.url)
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() - self.started > STARTUP_LIMIT_S:
+                pytest.fail(f"label-studio not up after {STARTUP_LIMIT_S} s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(1)
 
 
 class Api:
@@ -124,7 +129,7 @@ def test_select_label_export_import_validate_and_train(label_studio, tmp_path, t
     tasks = json.loads(tasks_file.read_text())
     assert len(tasks) == 12 and len({t["data"]["text"] for t in tasks}) == 12
 
-    api = label_studio
+    api = label_studio.ready()
     project = api("POST", "/api/projects", {
         "title": "peninsula", "label_config": (tmp_path / "to_label.label_config.xml").read_text()})
     imported = api("POST", f"/api/projects/{project['id']}/import", tasks)

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import PROJECT, tiny_overrides
 
 IN_RUN_FOLDER = "paths.work_dir=${hydra:runtime.output_dir}"  # the default, which tiny_overrides replaces
@@ -35,26 +37,36 @@ def test_the_default_logger_is_tensorboard_in_the_run_folder(tmp_path, tiny_mode
 
 
 def test_mlflow_by_override_logs_into_the_run_folder_or_says_what_is_missing(tmp_path, tiny_model_dir, tiny_corpus,
-                                                                            compose_cfg):
-    overrides = tiny_overrides(tmp_path, tiny_model_dir, tiny_corpus, **{"trainer.report_to": "mlflow",
-                                                                         "trainer.num_train_epochs": 1})
-    assert compose_cfg(overrides).trainer.report_to == "mlflow"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    result = run_train(tmp_path, *overrides, IN_RUN_FOLDER, env=env)
+                                                                            compose_cfg, monkeypatch):
+    from train import tracking
+    from train.fit import train
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):  # restored after the test, whatever the run sets
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tracking, "USER_MLFLOW_URI", None)
+    monkeypatch.setattr(tracking, "USER_MLFLOW_EXPERIMENT", None)
+    run_folder = tmp_path / "run"
+    cfg = compose_cfg(tiny_overrides(tmp_path, tiny_model_dir, tiny_corpus, **{
+        "trainer.report_to": "mlflow", "trainer.num_train_epochs": 1, "paths.work_dir": str(run_folder)}))
+    assert cfg.trainer.report_to == "mlflow"
     if importlib.util.find_spec("mlflow") is None:
-        assert result.returncode == 2
-        assert "trainer.report_to=mlflow: mlflow is not installed" in result.stderr, result.stderr[-2000:]
+        with pytest.raises(tracking.TrackingError, match="trainer.report_to=mlflow: mlflow is not installed"):
+            train(cfg)
         assert not (tmp_path / "models").exists()
         return
     if importlib.util.find_spec("sqlalchemy") is None:
-        assert result.returncode == 2 and "needs the full `mlflow` package" in result.stderr
+        with pytest.raises(tracking.TrackingError, match="needs the full `mlflow` package"):
+            train(cfg)
         return
-    assert result.returncode == 0, result.stderr[-3000:]
-    from mlflow import MlflowClient
+    import mlflow
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'run/mlflow.db'}")
+    try:
+        train(cfg)
+    finally:
+        mlflow.end_run()
+    client = mlflow.MlflowClient(f"sqlite:///{run_folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("peninsula")
-    assert experiment.artifact_location == (tmp_path / "run/mlflow-artifacts").as_uri()
-    (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.run_name == "tiny-run" and "eval_macro_f1" in run.data.metrics
+    assert experiment.artifact_location == (run_folder / "mlflow-artifacts").as_uri()
+    (run,) = client.search_runs([experiment.experiment_id])  # the evaluation after training joins the run
+    assert run.info.run_name == "tiny-run" and "eval_macro_f1" in run.data.metrics and "train_loss" in run.data.metrics
     assert not (PROJECT / "mlruns").exists() and not (PROJECT / "mlflow.db").exists()

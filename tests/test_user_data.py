@@ -3,13 +3,11 @@ training split (`data.extra_files`) without ever training on an evaluation text.
 
 import json
 import logging
-import subprocess
-import sys
-
 import pytest
 
 from conftest import PROJECT, make_records, tiny_overrides, write_jsonl
 from train.data import DataError, data_config
+from train.data import main as data_main
 from train.fit import train
 
 # Texts no tiny-corpus record is near (the tiny corpus's shuffled cue words are near one another).
@@ -34,15 +32,17 @@ def my_records(prefix="mine", texts=MINE):
             for i, text in enumerate(texts)]
 
 
-def run_data(*args):
-    return subprocess.run([sys.executable, "-m", "train.data", *map(str, args)], cwd=PROJECT,
-                          capture_output=True, text=True, timeout=300)
+def run_data(capsys, *args):
+    """`python -m train.data ARGS`, in this process: (exit code, stdout, stderr)."""
+    code = data_main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
-def test_validate_takes_any_files_and_checks_overlaps_among_them(tmp_path):
+def test_validate_takes_any_files_and_checks_overlaps_among_them(tmp_path, capsys):
     good = write_jsonl(tmp_path / "good.jsonl", my_records())
-    result = run_data("validate", good)
-    assert result.returncode == 0 and "0 problem(s) in 1 file(s)" in result.stdout, result.stderr
+    code, out, err = run_data(capsys, "validate", good)
+    assert code == 0 and "0 problem(s) in 1 file(s)" in out, err
 
     other = my_records("other", OTHERS)
     other[1]["text"] = MINE[2]                               # the same text as good.jsonl line 3
@@ -50,30 +50,30 @@ def test_validate_takes_any_files_and_checks_overlaps_among_them(tmp_path):
     other[3]["topics"] = ["nukes"]
     other[4]["doc_id"] = "mine-doc-0"                        # a document of good.jsonl
     second = write_jsonl(tmp_path / "second.jsonl", other)
-    result = run_data("validate", good, second)
-    assert result.returncode == 1
+    code, _, err = run_data(capsys, "validate", good, second)
+    assert code == 1
     for expected in (f"{second}:2: text: same text as {good}:3", f"{second}:3: text: near-duplicate",
                      f"{second}:4: topics: unknown label(s) ['nukes']", f"{second}:5: doc_id: document 'mine-doc-0'"):
-        assert expected in result.stderr, (expected, result.stderr)
-    assert "4 problem(s) in 2 file(s)" in result.stderr
+        assert expected in err, (expected, err)
+    assert "4 problem(s) in 2 file(s)" in err
 
 
-def test_stats_counts_any_file(tmp_path):
+def test_stats_counts_any_file(tmp_path, capsys):
     mine = write_jsonl(tmp_path / "mine.jsonl", my_records())
-    result = run_data("stats", mine)
-    assert result.returncode == 0, result.stderr
-    assert f"{mine}: 6 records, 1 languages" in result.stdout
-    assert [l.split()[-1] for l in result.stdout.splitlines() if "topics: summitry" in l] == ["3"]
+    code, out, err = run_data(capsys, "stats", mine)
+    assert code == 0, err
+    assert f"{mine}: 6 records, 1 languages" in out
+    assert [l.split()[-1] for l in out.splitlines() if "topics: summitry" in l] == ["3"]
 
 
-def test_the_example_data_config_composes_news_with_extra_files():
+def test_the_example_data_config_composes_news_with_extra_files(capsys):
     cfg = data_config("news_plus_mine")
     news = data_config("news")
     assert cfg.name == "news_plus_mine" and list(cfg.extra_files) == ["data/mine.jsonl"]
     assert cfg.files == news.files and cfg.schema == news.schema and list(news.extra_files) == []
-    result = run_data("validate", "--data", "news_plus_mine")  # data/mine.jsonl is the user's to write
-    assert f"{PROJECT / 'data/mine.jsonl'}:0: file: not found" in result.stderr
-    assert "1 problem(s) in 5 file(s)" in result.stderr
+    code, _, err = run_data(capsys, "validate", "--data", "news_plus_mine")  # data/mine.jsonl is the user's to write
+    assert code == 1 and f"{PROJECT / 'data/mine.jsonl'}:0: file: not found" in err
+    assert "1 problem(s) in 5 file(s)" in err
 
 
 def test_extra_files_join_the_training_split(tmp_path, tiny_model_dir, tiny_corpus, compose_cfg, caplog):
@@ -86,18 +86,17 @@ def test_extra_files_join_the_training_split(tmp_path, tiny_model_dir, tiny_corp
     assert "data: 102 training and 24 validation paragraphs" in caplog.text  # 96 + 6
 
 
-def test_extra_files_that_repeat_an_evaluation_text_are_refused(tmp_path, tiny_model_dir, tiny_corpus):
+def test_extra_files_that_repeat_an_evaluation_text_are_refused(tmp_path, tiny_model_dir, tiny_corpus, compose_cfg):
     test_line = json.loads(tiny_corpus["test"].read_text().splitlines()[4])
     records = my_records()
     records[2]["text"] = test_line["text"]
     records[3]["stance"] = "angry"
     mine = write_jsonl(tmp_path / "mine.jsonl", records)
-    overrides = tiny_overrides(tmp_path, tiny_model_dir, tiny_corpus, **{"data.extra_files": f"[{mine}]"})
-    result = subprocess.run([sys.executable, "-m", "train", *overrides, f"hydra.run.dir={tmp_path / 'hydra'}"],
-                            cwd=PROJECT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
-    assert f"{mine}:3: text: same text as {tiny_corpus['test']}:5 in another split" in result.stderr, result.stderr
-    assert f"{mine}:4: stance: unknown label \"angry\"" in result.stderr
+    cfg = compose_cfg(tiny_overrides(tmp_path, tiny_model_dir, tiny_corpus, **{"data.extra_files": f"[{mine}]"}))
+    with pytest.raises(DataError) as caught:
+        train(cfg)
+    assert caught.value.problems == [f"{mine}:4: stance: unknown label \"angry\"; known: ['positive', 'negative', 'neutral']",
+                                     f"{mine}:3: text: same text as {tiny_corpus['test']}:5 in another split"]
     assert not (tmp_path / "models").exists()
 
 

@@ -82,22 +82,26 @@ def select(cfg) -> dict:
             data[f"uncertainty_{t.name}"] = round(float(uncertainty[t.name][i]), 4)
             data[f"model_{t.name}"] = ";".join(predicted[t.name]) if t.kind == MULTI else predicted[t.name]
         rows.append((data, predicted))
-    if fmt == "csv":
-        write_atomically(out, tasks_csv(rows, schema))
-        written = [out]
-    else:
-        version = model_dir.resolve().name
-        tasks = [LS.task(data, predicted, version, 1 - data["uncertainty"], schema) for data, predicted in rows]
-        write_atomically(out, "[\n" + ",\n".join(json.dumps(t, ensure_ascii=False) for t in tasks) + "\n]\n")
-        xml = out.with_name(f"{out.stem}.label_config.xml")
-        write_atomically(xml, LS.labelling_config(schema))
-        written = [out, xml]
+    written = write_selection(out, fmt, rows, schema, model_dir.resolve().name)
     counts["chosen"] = len(chosen)
     print(f"{len(chosen)} of {len(texts)} paragraphs chosen ({describe(counts)}) -> "
           + " and ".join(map(str, written)), file=sys.stderr)
     if len(chosen) < cfg.n:
         print(f"warning: n={cfg.n} asked for, only {len(chosen)} distinct paragraphs to offer", file=sys.stderr)
     return counts
+
+
+def write_selection(out: Path, fmt: str, rows, schema: LabelSchema, model_version: str) -> list[Path]:
+    """Label Studio tasks (one per line of a JSON list) and the labelling config beside them, or a
+    CSV; returns the files written."""
+    if fmt == "csv":
+        write_atomically(out, tasks_csv(rows, schema))
+        return [out]
+    tasks = [LS.task(data, predicted, model_version, 1 - data["uncertainty"], schema) for data, predicted in rows]
+    write_atomically(out, "[\n" + ",\n".join(json.dumps(t, ensure_ascii=False) for t in tasks) + "\n]\n")
+    xml = out.with_name(f"{out.stem}.label_config.xml")
+    write_atomically(xml, LS.labelling_config(schema))
+    return [out, xml]
 
 
 @contextmanager
