@@ -1,13 +1,17 @@
 # peninsula: two commands set everything up on a fresh machine.
 #   make train   create .venv, install, train the default model on the shipped corpus, print metrics
-#   make test    create .venv, install, validate the corpus and run the test suite
+#   make test    create .venv (and .venv-labelstudio), install, validate the corpus and run the test suite
 # Later: make evaluate | predict | export | bench-train | bench-predict | bench-sib200 (ARGS=... passes overrides)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# Label Studio lives in a virtualenv of its own: its many pinned dependencies stay out of ours.
+LABEL_STUDIO_VERSION := 1.23.2
+LS_VENV := .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed-$(LABEL_STUDIO_VERSION)
 
-.PHONY: install train test validate evaluate predict export bench-train bench-predict bench-stream bench-sib200 bench-recipe clean
+.PHONY: install labelstudio train test validate evaluate predict export bench-train bench-predict bench-stream bench-sib200 bench-recipe clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +23,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# tests/test_label_studio.py starts this Label Studio (about 2 minutes to install)
+$(LS_STAMP):
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
+	touch $(LS_STAMP)
+
+labelstudio: $(LS_STAMP)
+
 # The main job: train on the shipped corpus (calibration and thresholds fitted on validation), then
 # print the test split's metrics and the cross-source split's beside TF-IDF (sources never trained on:
 # the number that says whether the model generalises). Full reports: `make evaluate`.
@@ -27,7 +39,7 @@ train: install
 	$(PY) -m train.evaluate split=test baselines=false bootstrap.resamples=200
 	$(PY) -m train.evaluate split=cross_source 'baselines=[tfidf_logreg]' bootstrap.resamples=200
 
-test: install validate
+test: install validate labelstudio
 	$(PY) -m pytest -q $(ARGS)
 
 validate: install
@@ -59,4 +71,4 @@ bench-recipe: install
 	$(PY) -m train.bench.recipe $(ARGS)
 
 clean:
-	rm -rf $(VENV) logs .pytest_cache
+	rm -rf $(VENV) $(LS_VENV) logs .pytest_cache

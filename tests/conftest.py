@@ -79,7 +79,7 @@ def tiny_overrides(tmp_path, model_dir, files, **extra) -> list[str]:
         "data.files.test": str(files["test"]), "data.files.seeds": str(files["test"]),
         "trainer.num_train_epochs": 2, "trainer.per_device_train_batch_size": 16,
         "trainer.learning_rate": 5e-3, "trainer.warmup_steps": 0, "trainer.logging_steps": 1,
-        "trainer.use_cpu": True, "paths.models_dir": str(tmp_path / "models"),
+        "trainer.use_cpu": True, "trainer.report_to": "none", "paths.models_dir": str(tmp_path / "models"),
         "paths.work_dir": str(tmp_path / "work"), "run_name": "tiny-run", "export_onnx": False,
     }
     values.update(extra)

@@ -15,6 +15,7 @@ from omegaconf import open_dict
 
 from train.data import DataError
 from train.fit import train
+from train.tracking import TrackingError
 
 log = logging.getLogger("train")
 
@@ -31,6 +32,9 @@ def main(cfg) -> float:
         for problem in e.problems:
             print(problem, file=sys.stderr)
         print(f"training stopped before it started: {len(e.problems)} problem(s) in the data", file=sys.stderr)
+        sys.exit(2)
+    except TrackingError as e:
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     return metrics["macro_f1"]  # lets a Hydra sweeper optimise it
 

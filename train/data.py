@@ -6,7 +6,9 @@ of the label schema, `source`, optional `doc_id`). Every problem is reported as
 
     python -m train.data validate            # the corpus named in configs/data/news.yaml
     python -m train.data validate --data sib200
+    python -m train.data validate mine.jsonl more.jsonl   # any corpus-format files (and overlaps among them)
     python -m train.data stats               # counts per split x language x label
+    python -m train.data stats mine.jsonl
 """
 
 import argparse
@@ -168,7 +170,7 @@ def near_duplicates(splits: dict[str, list[dict]], paths: dict[str, Path]) -> li
             (a0, a1), (b0, b1) = bounds[a], bounds[b]
             sims = (matrix[a0:a1] @ matrix[b0:b1].T).tocoo()
             for row, col, value in zip(sims.row, sims.col, sims.data):
-                if value >= NEAR_DUPLICATE_COSINE:
+                if value >= NEAR_DUPLICATE_COSINE and texts[a0 + row] != texts[b0 + col]:  # same text: said above
                     ra, rb = owner[a0 + row][1], owner[b0 + col][1]
                     problems.append(f"{paths[b]}:{rb['_line']}: text: near-duplicate (cosine {value:.2f}) "
                                     f"of {paths[a]}:{ra['_line']} in split {a!r}")
@@ -176,13 +178,18 @@ def near_duplicates(splits: dict[str, list[dict]], paths: dict[str, Path]) -> li
 
 
 def data_config(name: str):
-    """The data group config `configs/data/<name>.yaml` (paths and schema)."""
+    """The data group config `configs/data/<name>.yaml` (paths and schema), with the configs its
+    defaults list names merged in as Hydra would (e.g. news_plus_mine.yaml builds on news.yaml)."""
     from omegaconf import OmegaConf
 
     path = PROJECT_ROOT / "configs" / "data" / f"{name}.yaml"
     if not path.exists():
         raise SystemExit(f"unknown data config {name!r}: {path} not found")
-    return OmegaConf.load(path)
+    own = OmegaConf.load(path)
+    defaults = list(own.pop("defaults", []))
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    return OmegaConf.merge(*[own if d == "_self_" else data_config(d) for d in defaults])
 
 
 def project_path(path) -> Path:
@@ -195,15 +202,20 @@ def split_paths(cfg) -> dict[str, Path]:
     return {split: project_path(p) for split, p in cfg.files.items()}
 
 
-def validate(cfg) -> list[str]:
+def validate(cfg, files: list[Path] | None = None) -> list[str]:
+    """Problems of the data config's files (and its extra_files), or of `files` when given: each
+    file on its own, then ids, documents and (near-)duplicate texts shared between files."""
+    from train.extra_files import extra_file_problems
+
     schema = LabelSchema(cfg.schema)
-    paths = split_paths(cfg)
+    paths = {str(p): Path(p) for p in files} if files else split_paths(cfg)
     splits, problems = {}, []
     for split, path in paths.items():
         splits[split], found = read_records(path, schema)
         problems += found
     # The seed articles are evaluation data of their own; they must not overlap any split either.
-    return problems + check_splits(splits, paths)
+    problems += check_splits(splits, paths)
+    return problems if files else problems + extra_file_problems(cfg, schema, splits)
 
 
 def source_kind(source: str, kinds: dict) -> str:
@@ -227,13 +239,17 @@ def source_table(splits: dict[str, list[dict]], kinds: dict) -> list[str]:
     return lines
 
 
-def stats(cfg) -> str:
+def stats(cfg, files: list[Path] | None = None) -> str:
     schema = LabelSchema(cfg.schema)
     lines, splits = [], {}
-    for split, path in split_paths(cfg).items():
+    from train.extra_files import extra_paths
+
+    paths = {str(p): Path(p) for p in files} if files else {**split_paths(cfg), **extra_paths(cfg)}
+    for split, path in paths.items():
         records = splits[split] = load_split(path, schema)
         langs = Counter(r["lang"] for r in records)
-        lines.append(f"\n{split} ({path}): {len(records)} records, {len(langs)} languages")
+        name = str(path) if split == str(path) else f"{split} ({path})"
+        lines.append(f"\n{name}: {len(records)} records, {len(langs)} languages")
         columns = sorted(langs, key=lambda l: (-langs[l], l))
         width = max(len(f"{t.name}: {lab}") for t in schema.tasks for lab in t.labels) + 2
         lines.append(f"  {'label':<{width}}" + "".join(f"{l:>6}" for l in columns) + f"{'all':>7}")
@@ -256,20 +272,26 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m train.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["validate", "stats"], help="what to do")
-    parser.add_argument("--data", default="news", help="data config in configs/data/ (default: news)")
+    parser.add_argument("files", nargs="*", type=Path,
+                        help="JSONL files in the corpus format (default: the data config's files)")
+    parser.add_argument("--data", default="news",
+                        help="data config in configs/data/: the label schema, and the files when none are given "
+                             "(default: news)")
     args = parser.parse_args(argv)
     cfg = data_config(args.data)
+    files = list(dict.fromkeys(args.files))  # a file named twice is one file
     if args.command == "stats":
         try:
-            print(stats(cfg))
+            print(stats(cfg, files))
         except DataError as e:
             print(e, file=sys.stderr)
             return 1
         return 0
-    problems = validate(cfg)
+    problems = validate(cfg, files)
     for p in problems:
         print(p, file=sys.stderr)
-    print(f"{len(problems)} problem(s) in {len(cfg.files)} file(s)", file=sys.stderr if problems else sys.stdout)
+    count = len(files) if files else len(cfg.files) + len(cfg.get("extra_files") or [])
+    print(f"{len(problems)} problem(s) in {count} file(s)", file=sys.stderr if problems else sys.stdout)
     return 1 if problems else 0
 
 

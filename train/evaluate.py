@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 
 from train import calibration
 from train import metrics as M
+from train import model_card
 from train import thresholds as T
 from train.articles import aggregate
 from train.data import DataError, load_split, project_path, split_paths
@@ -91,6 +92,7 @@ def evaluate(cfg) -> dict:
     result["timing_s"] = {**timing, "total": time.perf_counter() - started}
     result["config"] = OmegaConf.to_container(cfg, resolve=True)
     write_report_folder(out_dir, result, records, systems, schema)
+    model_card.record_evaluation(result, out_dir, {s["name"]: Path(s["path"]) for s in systems if s["kind"] == "model"})
     return result
 
 

@@ -18,9 +18,12 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from train import model_card
 from train.base_model import resolve_model_path
 from train.data import DataError, load_split, project_path, split_paths
+from train.extra_files import load_extra_files
 from train.labels import MULTI, LabelSchema, check_schema_matches
+from train.tracking import configure as configure_tracking
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,10 @@ def train(cfg) -> dict:
             splits[split] = load_split(paths[split], schema)
         except DataError as e:
             problems += e.problems
+    try:  # the user's own labelled files (data.extra_files), refused if they overlap an evaluation file
+        splits["train"] = splits.get("train", []) + load_extra_files(cfg.data, schema)
+    except DataError as e:
+        problems += e.problems
     if problems:
         raise DataError(problems)
     train_records = limit(splits["train"], cfg.data.get("max_train_samples"), cfg.seed)
@@ -53,10 +60,11 @@ def train(cfg) -> dict:
     # Our loss is a per-batch mean; with this on, the Trainer multiplies it by the number of
     # processes (it expects a sum over the global token count), doubling gradients under torchrun.
     trainer_args["average_tokens_across_devices"] = False
+    configure_tracking(trainer_args, project_path(cfg.paths.work_dir), cfg.run_name)  # logs into the run folder
     args = TrainingArguments(
         output_dir=str(project_path(cfg.paths.work_dir) / "checkpoints"), eval_strategy="epoch",
         save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="macro_f1",
-        greater_is_better=True, seed=cfg.seed, data_seed=cfg.seed, report_to="none", **trainer_args)
+        greater_is_better=True, seed=cfg.seed, data_seed=cfg.seed, **trainer_args)
     if args.world_size > 1:  # every torchrun process composed its own config: `${now}` in work_dir may differ
         from accelerate.utils import broadcast_object_list
 
@@ -348,6 +356,7 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
             except Exception as e:  # an architecture the exporter cannot take must not cost the model
                 log.warning("ONNX export failed (%s: %s); the model is saved without onnx/ and runs on "
                             "PyTorch (retry with `python -m train.export`)", type(e).__name__, e)
+        model_card.write(tmp, cfg, schema, metrics)  # README.md, the Hugging Face model card
         if out.exists():
             raise FileExistsError(f"{out} already exists; choose another run_name")
         tmp.rename(out)
