@@ -73,7 +73,7 @@ def test_the_example_data_config_composes_news_with_extra_files(capsys):
     assert cfg.files == news.files and cfg.schema == news.schema and list(news.extra_files) == []
     code, _, err = run_data(capsys, "validate", "--data", "news_plus_mine")  # data/mine.jsonl is the user's to write
     assert code == 1 and f"{PROJECT / 'data/mine.jsonl'}:0: file: not found" in err
-    assert "1 problem(s) in 5 file(s)" in err
+    assert "1 problem(s) in 6 file(s)" in err  # train, validation, test, cross_source, seeds + mine
 
 
 def test_extra_files_join_the_training_split(tmp_path, tiny_model_dir, tiny_corpus, compose_cfg, caplog):
