@@ -41,16 +41,16 @@ export: install
 	$(PY) -m train.export $(ARGS)
 
 bench-train: install
-	$(PY) -m train.bench_train $(ARGS)
+	$(PY) -m train.bench.train $(ARGS)
 
 bench-predict: install
-	$(PY) -m train.bench_predict $(ARGS)
+	$(PY) -m train.bench.predict $(ARGS)
 
 bench-stream: install
-	$(PY) -m train.bench_stream $(ARGS)
+	$(PY) -m train.bench.stream $(ARGS)
 
 bench-sib200: install
-	$(PY) -m train.bench_sib200 $(ARGS)
+	$(PY) -m train.bench.sib200 $(ARGS)
 
 clean:
 	rm -rf $(VENV) logs .pytest_cache

@@ -24,7 +24,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-ONNX_DIR, FP32_FILE, INT8_FILE = "onnx", "model.onnx", "model_quantized.onnx"
+from train.onnx_runtime import FP32_FILE, INT8_FILE, ONNX_DIR, onnx_session
+
 FP32_TOLERANCE = 1e-3  # max |logit difference| from PyTorch; float reordering gives ~1e-5
 # ONNX Runtime's fusions recognise these encoders' attention; other architectures are exported plain.
 FUSABLE = {"bert", "roberta", "xlm-roberta"}
@@ -47,15 +48,6 @@ def check_batch(tokenizer, config: dict):
     enc = tokenizer([config.get("text_prefix", "") + t for t in CHECK_TEXTS], padding=True, truncation=True,
                     max_length=longest, return_tensors="np")
     return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
-
-
-def onnx_session(file: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1  # the graph is a chain: parallelism lives inside the matmuls
-    return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
 
 
 def export(model_dir: Path, quantize: bool = True) -> dict:
@@ -145,7 +137,7 @@ def accuracy_change(model_dir: Path, labelled_file: Path) -> dict:
     """Macro-F1 per task (at 0.5, as training selects) of the fp32 and the int8 file on a labelled
     split: {task: (fp32, int8)}."""
     from train.data import load_split
-    from train.fit import scores_at_half
+    from train.metrics import scores_at_half
     from train.inference import Classifier
 
     fp32 = Classifier.from_pretrained(model_dir, engine="onnx")

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from train.base_model import resolve_model_path
 from train.data import DataError, load_split, project_path, split_paths
 from train.labels import MULTI, LabelSchema, check_schema_matches
+from train.metrics import scores_at_half
 
 log = logging.getLogger(__name__)
 
@@ -196,26 +197,6 @@ class MultiTaskLoss:
 def task_metrics(schema: LabelSchema, prediction) -> dict:
     """Trainer hook: `scores_at_half` of an EvalPrediction (logits and target vectors)."""
     return scores_at_half(schema, prediction.label_ids, schema.probabilities(prediction.predictions))
-
-
-def scores_at_half(schema: LabelSchema, targets, probs) -> dict:
-    """Macro-F1 per task and their mean (`macro_f1`, the model-selection metric), at 0.5."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    out = {}
-    for t in schema.tasks:
-        gold, p = targets[:, t.slice], probs[:, t.slice]
-        if t.kind == MULTI:
-            pred = (p >= 0.5).astype(int)
-            out[f"{t.name}_macro_f1"] = f1_score(gold, pred, average="macro", zero_division=0)
-            out[f"{t.name}_micro_f1"] = f1_score(gold, pred, average="micro", zero_division=0)
-        else:
-            g, pr = gold.argmax(1), p.argmax(1)
-            out[f"{t.name}_macro_f1"] = f1_score(g, pr, average="macro", labels=range(len(t.labels)),
-                                                 zero_division=0)
-            out[f"{t.name}_accuracy"] = accuracy_score(g, pr)
-    out["macro_f1"] = float(np.mean([out[f"{t.name}_macro_f1"] for t in schema.tasks]))
-    return {k: float(v) for k, v in out.items()}
 
 
 def last_checkpoint(checkpoint_dir: Path) -> str | None:

@@ -20,6 +20,7 @@ import torch
 
 from train.articles import aggregate, split_paragraphs
 from train.labels import MULTI, LabelSchema
+from train.onnx_runtime import onnx_file, onnx_forward
 
 THRESHOLDS_FILE = "thresholds.json"
 # Windows per forward pass. Measured on 2 cores: 8 beat 32 and 64 (activations stay in cache).
@@ -73,21 +74,11 @@ def torch_forward(model):
     return forward
 
 
-def onnx_forward(file: Path, threads: int | None):
-    """The same with an ONNX Runtime session over a file written by `python -m train.export`."""
-    from train.export import onnx_session
-
-    session = onnx_session(file, threads)
-    return lambda ids, mask: session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
-
-
 def choose_engine(path: Path, engine: str, precision: str, device: str) -> tuple[str, Path]:
     """The engine to run and the ONNX file it would use. auto: ONNX Runtime where the folder has an
     export for this precision and we run on the CPU (measured 2x faster than PyTorch at the same
     logits), else PyTorch."""
-    from train.export import FP32_FILE, INT8_FILE, ONNX_DIR
-
-    file = path / ONNX_DIR / {"fp32": FP32_FILE, "int8": INT8_FILE}.get(precision, FP32_FILE)
+    file = onnx_file(path, precision)
     if engine == "auto":
         try:
             import onnxruntime  # noqa: F401
