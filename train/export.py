@@ -17,6 +17,7 @@ model it saves (`export_onnx: true`). `make bench-predict` measures both files' 
 import json
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -24,7 +25,9 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from train.files import remove_stale_temps, temp_path
 from train.onnx_runtime import FP32_FILE, INT8_FILE, ONNX_DIR, onnx_session
+from train.options import OptionError, boolean
 
 FP32_TOLERANCE = 1e-3  # max |logit difference| from PyTorch; float reordering gives ~1e-5
 # ONNX Runtime's fusions recognise these encoders' attention; other architectures are exported plain.
@@ -56,21 +59,21 @@ def export(model_dir: Path, quantize: bool = True) -> dict:
     import onnxruntime
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from train.inference import check_model_folder
+    from train.inference import check_model_folder, load_torch_model
 
     model_dir = Path(model_dir)
     config = check_model_folder(model_dir)
     # Eager attention: ONNX Runtime fuses its pattern into one Attention op (sdpa's is not matched).
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, use_safetensors=True, attn_implementation="eager").eval()
+    model = load_torch_model(model_dir, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ids, mask = check_batch(tokenizer, config)
     with torch.inference_mode():
         expected = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
 
-    tmp = model_dir / f".{ONNX_DIR}.tmp{os.getpid()}"
+    remove_stale_temps(model_dir / ONNX_DIR)  # a killed export's half-written folder
+    tmp = temp_path(model_dir / ONNX_DIR)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -151,14 +154,27 @@ def accuracy_change(model_dir: Path, labelled_file: Path) -> dict:
 
 @hydra.main(config_path="../configs", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from train.data import project_path
     from train.inference import ModelFolderError
 
-    model_dir = project_path(cfg.model_dir)
     try:
-        report = export(model_dir, quantize=cfg.quantize)
-    except (ModelFolderError, ExportError) as e:
-        raise SystemExit(f"error: {e}") from None
+        run(cfg)
+    except (ModelFolderError, ExportError, OptionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # the temporary onnx folder is already removed
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def run(cfg):
+    """Export, print the files' sizes and distances from PyTorch, then int8's macro-F1 change."""
+    from train.data import project_path
+
+    boolean("quantize", cfg.quantize)  # options first: nothing is loaded before they are known to work
+    if cfg.compare_on is not None and not isinstance(cfg.compare_on, str):
+        raise OptionError("compare_on", cfg.compare_on, "expected a labelled JSONL file or null")
+    model_dir = project_path(cfg.model_dir)
+    report = export(model_dir, quantize=cfg.quantize)
     print(f"wrote {model_dir / ONNX_DIR}/")
     for name in (FP32_FILE, INT8_FILE):
         if name in report:

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from train.base_model import resolve_model_path
 from train.data import DataError, load_split, project_path, split_paths
+from train.files import remove_stale_temps, temp_path
 from train.labels import MULTI, LabelSchema, check_schema_matches
 from train.metrics import scores_at_half
 
@@ -222,7 +223,8 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
     point `models/latest` at it; a failure leaves neither a half-written folder nor a moved link."""
     from transformers import AutoConfig
 
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    remove_stale_temps(out)  # a killed run's half-written folder of the same name
+    tmp = temp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         trainer.save_model(str(tmp))  # weights (safetensors), config.json with id2label, tokenizer
@@ -241,6 +243,7 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
             except Exception as e:  # an architecture the exporter cannot take must not cost the model
                 log.warning("ONNX export failed (%s: %s); the model is saved without onnx/ and runs on "
                             "PyTorch (retry with `python -m train.export`)", type(e).__name__, e)
+        same_mode_for_every_file(tmp)
         if out.exists():
             raise FileExistsError(f"{out} already exists; choose another run_name")
         tmp.rename(out)
@@ -248,6 +251,15 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     point_latest(out)
+
+
+def same_mode_for_every_file(folder: Path):
+    """Give every file the mode of config.json (0644 under the usual umask). The weights come out
+    of a private temporary file (0600), so another user could read the config but not the model."""
+    mode = (folder / "config.json").stat().st_mode & 0o777
+    for file in folder.rglob("*"):
+        if file.is_file():
+            file.chmod(mode)
 
 
 def point_latest(out: Path):

@@ -13,6 +13,8 @@ with the PyTorch model's logits to ~1e-5; `precision="int8"` runs the quantized 
 
 import json
 import os
+import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +23,12 @@ import torch
 from train.articles import aggregate, split_paragraphs
 from train.labels import MULTI, LabelSchema
 from train.onnx_runtime import onnx_file, onnx_forward
+from train.options import OptionError, one_of, positive_int
 
 THRESHOLDS_FILE = "thresholds.json"
 # Windows per forward pass. Measured on 2 cores: 8 beat 32 and 64 (activations stay in cache).
 BATCH_SIZE = 8
+PRECISIONS, ENGINES = ("fp32", "int8", "bf16"), ("auto", "onnx", "torch")
 
 
 class ModelFolderError(Exception):
@@ -32,22 +36,114 @@ class ModelFolderError(Exception):
 
 
 def check_model_folder(path: Path) -> dict:
-    """The folder's config.json as a dict, or ModelFolderError naming what is wrong."""
+    """The folder's config.json as a dict, or ModelFolderError naming what is wrong. Cheap: the
+    weights' header is checked against the file's size, the weights themselves are not read."""
     path = Path(path)
     if not path.is_dir():
         raise ModelFolderError(f"{path}: model folder not found (train one with `python -m train`)")
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ModelFolderError(f"{config_file}: missing; is {path} a model folder written by `python -m train`?")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFolderError(f"{config_file}: not valid JSON ({e})") from None
+    config = read_json(config_file)
     if not isinstance(config, dict) or not config.get("task_schema"):
         raise ModelFolderError(f"{config_file}: task_schema: missing; the model was not trained by this toolkit")
     if not (path / "model.safetensors").is_file():
         raise ModelFolderError(f"{path / 'model.safetensors'}: missing (only safetensors weights are loaded)")
+    check_safetensors(path / "model.safetensors")
     return config
+
+
+def read_json(path: Path, fix: str = ""):
+    """A JSON file of a model folder, or ModelFolderError `<path>: not valid JSON (...)`."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFolderError(f"{path}: not valid JSON ({e}){fix}") from None
+
+
+def check_safetensors(file: Path):
+    """ModelFolderError unless `file` is a whole safetensors file: an 8-byte header length, a JSON
+    header, then exactly the bytes the header's tensors occupy. A copy cut short or overwritten is
+    caught here even when the ONNX engine would never read the weights."""
+    size = file.stat().st_size
+    with file.open("rb") as f:
+        head = f.read(8)
+        header_length = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        if header_length is None or header_length > size - 8:
+            raise ModelFolderError(f"{file}: truncated or not a safetensors file ({size} bytes); copy it again "
+                                   f"or retrain")
+        try:
+            header = json.loads(f.read(header_length))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError):
+            raise ModelFolderError(f"{file}: corrupt header (not a safetensors file); copy it again or retrain") from None
+    if size != 8 + header_length + end:
+        raise ModelFolderError(f"{file}: {size} bytes, but its header describes {8 + header_length + end}; "
+                               f"the file is truncated or corrupt (copy it again or retrain)")
+
+
+def broken_json_file(path: Path) -> str | None:
+    """The first JSON file of a model folder that does not parse, as `<file>: not valid JSON (...)`."""
+    for file in sorted(Path(path).glob("*.json")) + sorted(Path(path).glob("onnx/*.json")):
+        try:
+            read_json(file)
+        except ModelFolderError as e:
+            return str(e)
+    return None
+
+
+def load_thresholds(path: Path, schema: LabelSchema) -> dict:
+    """The folder's tuned thresholds {task: {label: threshold}} ({} where none are saved), checked
+    against the schema: a threshold the decisions would silently misread is a ModelFolderError."""
+    file = Path(path) / THRESHOLDS_FILE
+    if not file.is_file():
+        return {}
+    fix = "; delete it (inference then uses 0.5) or re-tune with `python -m train.evaluate tune_thresholds=true`"
+    thresholds = read_json(file, fix)
+    multi = {t.name: t.labels for t in schema.tasks if t.kind == MULTI}
+    if not isinstance(thresholds, dict):
+        raise ModelFolderError(f"{file}: expected {{task: {{label: threshold}}}}{fix}")
+    for task, cuts in thresholds.items():
+        if task not in multi or not isinstance(cuts, dict):
+            raise ModelFolderError(f"{file}: {task}: not a multi-label task of this model ({list(multi)}){fix}")
+        for label, cut in cuts.items():
+            ok = isinstance(cut, (int, float)) and not isinstance(cut, bool) and 0 <= cut <= 1
+            if label not in multi[task] or not ok:
+                raise ModelFolderError(f"{file}: {task}.{label}: {cut!r} is not a threshold between 0 and 1 "
+                                       f"for one of {list(multi[task])}{fix}")
+    return thresholds
+
+
+@contextmanager
+def quiet_transformers():
+    """Without transformers' weight-loading progress bar and its (ANSI-coloured) LOAD REPORT: our
+    users get one line from us where something is wrong (missing weights are an error below)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def load_torch_model(path: Path, **kwargs):
+    """The folder's PyTorch model; ModelFolderError if any weight is missing from the file (the
+    model would silently score with randomly initialised weights)."""
+    from transformers import AutoModelForSequenceClassification
+
+    with quiet_transformers():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs)
+    missing = sorted(info["missing_keys"]) + sorted(k[0] for k in info["mismatched_keys"])
+    if missing:
+        raise ModelFolderError(f"{Path(path) / 'model.safetensors'}: {len(missing)} weight(s) missing or of the "
+                               f"wrong shape (e.g. {missing[0]}); the model would score with random weights")
+    return model
 
 
 def with_precision(model, precision: str):
@@ -59,7 +155,7 @@ def with_precision(model, precision: str):
         from torch.ao.quantization import quantize_dynamic
 
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    raise ValueError(f"precision={precision!r}: expected fp32, bf16 or int8")
+    raise OptionError("precision", precision, "expected fp32, int8 or bf16")
 
 
 def torch_forward(model):
@@ -87,12 +183,10 @@ def choose_engine(path: Path, engine: str, precision: str, device: str) -> tuple
         return ("onnx" if device == "cpu" and precision in ("fp32", "int8") and file.is_file() else "torch"), file
     if engine == "onnx":
         if precision not in ("fp32", "int8"):
-            raise ValueError(f"precision={precision!r}: the onnx engine has fp32 and int8")
+            raise OptionError("precision", precision, "the onnx engine has fp32 and int8")
         if not file.is_file():
             raise ModelFolderError(f"{file}: missing; write it with `python -m train.export model_dir={path}`")
         return "onnx", file
-    if engine != "torch":
-        raise ValueError(f"engine={engine!r}: expected auto, onnx or torch")
     return "torch", file
 
 
@@ -121,30 +215,31 @@ class Classifier:
         same logits to ~1e-5."""
         from transformers import AutoTokenizer
 
+        one_of("precision", precision, PRECISIONS)  # before anything is loaded
+        one_of("engine", engine, ENGINES)
+        positive_int("threads", threads, optional=True)
+        positive_int("window", window, optional=True)
         path = Path(path)
         config = check_model_folder(path)
+        schema = LabelSchema(config["task_schema"])
+        thresholds = load_thresholds(path, schema)
         threads = threads or max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
         torch.set_num_threads(threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        engine, onnx_file = choose_engine(path, engine, precision, device)
+        engine, exported_file = choose_engine(path, engine, precision, device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             if engine == "onnx":
-                forward = onnx_forward(onnx_file, threads)
+                forward = onnx_forward(exported_file, threads)
             else:
-                from transformers import AutoModelForSequenceClassification
-
-                model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
-                                                                           trust_remote_code=False)
-                forward = torch_forward(with_precision(model.to(device), precision))
-        except Exception as e:  # corrupt weights, unreadable tokenizer: say which folder
-            raise ModelFolderError(f"{path}: could not be loaded ({type(e).__name__}: {e})") from e
-        thresholds = {}
-        if (path / THRESHOLDS_FILE).is_file():
-            thresholds = json.loads((path / THRESHOLDS_FILE).read_text())
+                forward = torch_forward(with_precision(load_torch_model(path).to(device), precision))
+        except ModelFolderError:
+            raise
+        except Exception as e:  # corrupt weights, unreadable tokenizer: say which file, or at least which folder
+            raise ModelFolderError(broken_json_file(path) or f"{path}: could not be loaded ({type(e).__name__}: {e})") from e
         window = window or min(config.get("max_position_embeddings", 512), tokenizer.model_max_length, 512)
         per_call_int8 = engine == "onnx" and precision == "int8"
-        return cls(forward, tokenizer, LabelSchema(config["task_schema"]), thresholds, config.get("text_prefix", ""),
+        return cls(forward, tokenizer, schema, thresholds, config.get("text_prefix", ""),
                    window, max_batch=1 if per_call_int8 else None, engine=engine, precision=precision)
 
     # -- windows -----------------------------------------------------------------------------
@@ -154,7 +249,9 @@ class Classifier:
         tok = self.tokenizer
         head, tail = self._special_tokens()
         # Tokenise prefix and text together, as in training ("query: " alone would end in a "▁").
-        ids = tok(self.text_prefix + text, add_special_tokens=False)["input_ids"]
+        # verbose=False: no "sequence length is longer than ... indexing errors" warning, since
+        # the windows below are what the model reads.
+        ids = tok(self.text_prefix + text, add_special_tokens=False, verbose=False)["input_ids"]
         cut = len(tok(self.text_prefix.rstrip(), add_special_tokens=False)["input_ids"]) if self.text_prefix else 0
         prefix, body = ids[:cut], ids[cut:]
         room = self.window - len(head) - len(tail) - len(prefix)
@@ -172,20 +269,23 @@ class Classifier:
             self._specials = full[:at], full[at + len(plain):]
         return self._specials
 
-    def scores(self, texts: list[str], batch_size: int = BATCH_SIZE, progress: bool = False):
+    def scores(self, texts: list[str], batch_size: int = BATCH_SIZE, progress: bool = False, on_batch=None):
         """Probabilities [n, outputs] (sigmoid / softmax per task) and the number of windows per text.
-        Topics take the max over windows; single-label tasks a length-weighted mean."""
-        batch_size = min(batch_size, self.max_batch or batch_size)
+        Topics take the max over windows; single-label tasks a length-weighted mean.
+        `progress`: a bar over the windows; `on_batch(windows)` is called after every forward pass
+        with the number of windows it scored (the command line's progress bar)."""
+        batch_size = min(positive_int("batch_size", batch_size), self.max_batch or batch_size)
         per_text = [self.windows(t) for t in texts]
         flat = [(i, ids) for i, ws in enumerate(per_text) for ids in ws]
         order = sorted(range(len(flat)), key=lambda k: len(flat[k][1]))
-        logits = np.zeros((len(flat), self.schema.num_outputs), dtype=np.float32)
-        batches = range(0, len(order), batch_size)
+        # NaN until scored: a window the loop below missed can never pass for a real score
+        logits = np.full((len(flat), self.schema.num_outputs), np.nan, dtype=np.float32)
+        bar = None
         if progress:
             from tqdm.auto import tqdm
-            batches = tqdm(batches, desc="predicting", unit="batch")
+            bar = tqdm(total=len(flat), desc="predicting", unit="window")
         pad = self.tokenizer.pad_token_id
-        for b in batches:
+        for b in range(0, len(order), batch_size):
             idx = order[b:b + batch_size]
             longest = max(len(flat[k][1]) for k in idx)
             ids = np.full((len(idx), longest), pad, dtype=np.int64)
@@ -195,12 +295,23 @@ class Classifier:
                 ids[row, :len(seq)] = seq
                 mask[row, :len(seq)] = 1
             logits[idx] = self.forward(ids, mask)
+            if bar is not None:
+                bar.update(len(idx))
+            if on_batch is not None:
+                on_batch(len(idx))
+        if bar is not None:
+            bar.close()
+        unscored = int((~np.isfinite(logits)).any(axis=1).sum())
+        if unscored:  # never return a number the model did not compute
+            raise RuntimeError(f"{unscored} of {len(flat)} windows have no finite score from the model "
+                               f"({self.engine} {self.precision}); no predictions returned")
         window_probs = self.schema.probabilities(logits)
         probs = np.zeros((len(texts), self.schema.num_outputs))
         lengths = np.array([len(ids) for _, ids in flat], dtype=np.float64)
         owner = np.array([i for i, _ in flat])
+        first = np.searchsorted(owner, np.arange(len(texts) + 1))  # windows are grouped by text, in order
         for i in range(len(texts)):
-            rows = owner == i
+            rows = slice(first[i], first[i + 1])
             for t in self.schema.tasks:
                 p = window_probs[rows][:, t.slice]
                 if t.kind == MULTI:
@@ -210,12 +321,12 @@ class Classifier:
         return probs, [len(ws) for ws in per_text]
 
     # -- predictions -------------------------------------------------------------------------
-    def predict(self, texts, batch_size: int = BATCH_SIZE, progress: bool = False) -> list[dict]:
+    def predict(self, texts, batch_size: int = BATCH_SIZE, progress: bool = False, on_batch=None) -> list[dict]:
         """Per paragraph: for each task its labels (multi-label: those at or above the threshold)
         and `<task>_scores`; `windows` says how many windows covered the text."""
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts; use predict_article() for one article")
-        probs, windows = self.scores(list(texts), batch_size, progress)
+        probs, windows = self.scores(list(texts), batch_size, progress, on_batch)
         preds = self.decode(probs)
         for p, n in zip(preds, windows):
             p["windows"] = n
@@ -237,13 +348,13 @@ class Classifier:
             preds.append(pred)
         return preds
 
-    def predict_article(self, text: str, batch_size: int = BATCH_SIZE) -> dict:
+    def predict_article(self, text: str, batch_size: int = BATCH_SIZE, on_batch=None) -> dict:
         """Split an article at blank lines (headline first), label each paragraph, and aggregate
         topics and stance by the annotation guide's rule (train/articles.py)."""
         paragraphs = split_paragraphs(text)
         if not paragraphs:
             raise ValueError("the article has no text")
-        preds = self.predict(paragraphs, batch_size)
+        preds = self.predict(paragraphs, batch_size, on_batch=on_batch)
         for text_, p in zip(paragraphs, preds):
             p["text"] = text_
         article = {"paragraphs": preds, "headline": paragraphs[0]}
