@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from train.base_model import resolve_model_path
 from train.data import DataError, load_split, project_path, split_paths
 from train.files import remove_stale_temps, temp_path
+from train.inference import quiet_transformers
 from train.labels import MULTI, LabelSchema, check_schema_matches
 from train.metrics import scores_at_half
 
@@ -75,10 +76,13 @@ def train(cfg) -> dict:
     remote = bool(cfg.model.get("trust_remote_code", False))
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=remote)
     names = schema.output_names()
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=schema.num_outputs, id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)}, problem_type="multi_label_classification",
-        trust_remote_code=remote)
+    with quiet_transformers():  # its LOAD REPORT lists the new head as MISSING, in ANSI colours: we say it plainly
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=schema.num_outputs, id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)}, problem_type="multi_label_classification",
+            trust_remote_code=remote, output_loading_info=True)
+    new = sorted({k.rsplit(".", 1)[0] for k in loading["missing_keys"]})
+    log.info("model: newly initialised (not in %s): %s", cfg.model.name_or_path, ", ".join(new) or "nothing")
     # What our loaders need beyond id2label: the task slices, the input prefix and window.
     model.config.task_schema = schema.to_list()
     model.config.text_prefix = cfg.model.text_prefix
@@ -106,7 +110,11 @@ def train(cfg) -> dict:
     metrics["epochs_run"] = trainer.state.epoch
     if trainer.is_world_process_zero():
         out = project_path(cfg.paths.models_dir) / cfg.run_name
-        save_model_folder(trainer, cfg, schema, metrics, out)
+        tmp = write_model_folder(trainer, cfg, schema, metrics, out)
+        # The export reads the saved weights: drop the training state first, so that the export's
+        # peak memory does not come on top of the Trainer's (it made `make train` peak at 8 GB).
+        del trainer, model
+        finish_model_folder(tmp, out, cfg)
         print(summary(out, metrics, schema))
     return metrics
 
@@ -218,9 +226,9 @@ def check_resume_schema(checkpoint: str, schema: LabelSchema, data_name: str):
                          f"drop resume=true or choose another paths.work_dir"]) from None
 
 
-def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Path):
-    """Write the model folder under a temporary name, check it loads, then move it into place and
-    point `models/latest` at it; a failure leaves neither a half-written folder nor a moved link."""
+def write_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Path) -> Path:
+    """Write the model folder under a temporary name and check it loads; return that name. Nothing
+    is left behind if this fails."""
     from transformers import AutoConfig
 
     remove_stale_temps(out)  # a killed run's half-written folder of the same name
@@ -235,9 +243,21 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
         saved = LabelSchema.from_model_config(AutoConfig.from_pretrained(tmp))
         if saved != schema or not (tmp / "model.safetensors").is_file():
             raise RuntimeError(f"{tmp}: saved model folder failed its check")
-        if cfg.get("export_onnx"):
-            from train.export import export
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
 
+
+def finish_model_folder(tmp: Path, out: Path, cfg):
+    """Add the ONNX export (`export_onnx`), give every file the same mode, move the folder into
+    place and point `models/latest` at it; a failure leaves neither a half-written folder nor a
+    moved link."""
+    try:
+        if cfg.get("export_onnx"):
+            from train.export import export, release_memory
+
+            release_memory()
             try:  # onnx/: the fast CPU inference path, checked against these weights
                 export(tmp)
             except Exception as e:  # an architecture the exporter cannot take must not cost the model

@@ -98,7 +98,7 @@ def load_thresholds(path: Path, schema: LabelSchema) -> dict:
     file = Path(path) / THRESHOLDS_FILE
     if not file.is_file():
         return {}
-    fix = "; delete it (inference then uses 0.5) or re-tune with `python -m train.evaluate tune_thresholds=true`"
+    fix = "; delete it (inference then uses 0.5, and `python -m train.evaluate` tunes it again)"
     thresholds = read_json(file, fix)
     multi = {t.name: t.labels for t in schema.tasks if t.kind == MULTI}
     if not isinstance(thresholds, dict):
