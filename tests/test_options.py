@@ -19,6 +19,7 @@ def no_model_loading(monkeypatch):
         raise AssertionError("a model was loaded before the options were checked")
     monkeypatch.setattr(Classifier, "from_pretrained", refuse)
     monkeypatch.setattr("train.inference.load_torch_model", refuse)
+    monkeypatch.setattr("train.model_folder.load_torch_model", refuse)
 
 
 @pytest.fixture

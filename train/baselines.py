@@ -112,7 +112,7 @@ class MeanPooledEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         from train.base_model import resolve_model_path
-        from train.inference import quiet_transformers
+        from train.model_folder import quiet_transformers
 
         path = resolve_model_path(name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)

@@ -28,7 +28,7 @@ from train import thresholds as T
 from train.articles import aggregate
 from train.data import DataError, load_split, project_path, split_paths
 from train.files import remove_stale_temps, temp_path
-from train.inference import THRESHOLDS_FILE, ModelFolderError, check_model_folder
+from train.model_folder import THRESHOLDS_FILE, ModelFolderError, check_model_folder
 from train.labels import MULTI, LabelSchema, check_schema_matches
 from train.options import OptionError, boolean, non_negative_int, positive_int
 

@@ -71,7 +71,7 @@ def export(model_dir: Path, quantize: bool = True) -> dict:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from train.inference import check_model_folder
+    from train.model_folder import check_model_folder
 
     model_dir = Path(model_dir)
     config = check_model_folder(model_dir)
@@ -115,7 +115,7 @@ def torch_to_onnx(model_dir: Path, config: dict, raw: Path):
     import torch
     from transformers import AutoTokenizer
 
-    from train.inference import load_torch_model
+    from train.model_folder import load_torch_model
 
     # Eager attention: ONNX Runtime fuses its pattern into one Attention op (sdpa's is not matched).
     model = load_torch_model(model_dir, attn_implementation="eager").eval()
@@ -220,7 +220,7 @@ def accuracy_change(model_dir: Path, labelled_file: Path) -> dict:
 
 @hydra.main(config_path="../configs", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from train.inference import ModelFolderError
+    from train.model_folder import ModelFolderError
 
     try:
         run(cfg)

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from train.base_model import resolve_model_path
 from train.data import DataError, load_split, project_path, split_paths
 from train.files import remove_stale_temps, temp_path
-from train.inference import quiet_transformers
+from train.model_folder import quiet_transformers
 from train.labels import MULTI, LabelSchema, check_schema_matches
 from train.metrics import scores_at_half
 

@@ -2,7 +2,7 @@
 
 `thresholds.json` in a model folder holds {task: {label: threshold}}, e.g.
 {"topics": {"summitry": 0.35, "sanctions": 0.5, ...}}; `Classifier.from_pretrained` reads it
-(train.inference.load_thresholds, which names the file if it is not valid) and uses 0.5 for any
+(train.model_folder.load_thresholds, which names the file if it is not valid) and uses 0.5 for any
 label it does not list.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.inference import THRESHOLDS_FILE
 from train.labels import MULTI, LabelSchema
+from train.model_folder import THRESHOLDS_FILE
 
 
 def threshold_grid(start: float = 0.05, stop: float = 0.95, step: float = 0.05) -> np.ndarray:
