@@ -11,7 +11,7 @@ LABEL_STUDIO_VERSION := 1.23.2
 LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.installed-$(LABEL_STUDIO_VERSION)
 
-.PHONY: install labelstudio train test validate evaluate predict export bench-train bench-predict bench-stream bench-sib200 bench-recipe clean
+.PHONY: install labelstudio train test validate evaluate predict export bench-train bench-predict bench-stream bench-sib200 bench-recipe bench-aggregation clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,20 +55,23 @@ export: install
 	$(PY) -m train.export $(ARGS)
 
 bench-train: install
-	$(PY) -m train.bench_train $(ARGS)
+	$(PY) -m train.bench.train $(ARGS)
 
 bench-predict: install
-	$(PY) -m train.bench_predict $(ARGS)
+	$(PY) -m train.bench.predict $(ARGS)
 
 bench-stream: install
-	$(PY) -m train.bench_stream $(ARGS)
+	$(PY) -m train.bench.stream $(ARGS)
 
 bench-sib200: install
-	$(PY) -m train.bench_sib200 $(ARGS)
+	$(PY) -m train.bench.sib200 $(ARGS)
 
 # The training-recipe ablation: hours on 2 CPU cores; resumes where it stopped (README, "Recipe").
 bench-recipe: install
 	$(PY) -m train.bench.recipe $(ARGS)
+
+bench-aggregation: install
+	$(PY) -m train.bench.aggregation $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) logs .pytest_cache

@@ -93,3 +93,34 @@ def compose_cfg():
         with initialize_config_dir(config_dir=str(PROJECT / "configs"), version_base="1.3"):
             return compose(config_name="train", overrides=overrides)
     return _compose
+
+
+@pytest.fixture(scope="session")
+def news_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A tiny model trained on the tiny corpus with the news schema and exported to ONNX, shared
+    by the tests that only read it (copy it to change it)."""
+    from train.fit import train
+
+    tmp = tmp_path_factory.mktemp("news-model")
+    files = {s: write_jsonl(tmp / f"data/{s}.jsonl", make_records(n, i, s[:2]))
+             for i, (s, n) in enumerate([("train", 96), ("validation", 24), ("test", 24)])}
+    with initialize_config_dir(config_dir=str(PROJECT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=tiny_overrides(tmp, tiny_model_dir, files, **{"export_onnx": True}))
+    train(cfg)
+    return tmp / "models/tiny-run"
+
+
+def run_main(main, argv, capsys) -> tuple[int, str, str]:
+    """A command's `main` (the function under @hydra.main) run in this process on the config its
+    command line would compose: (exit code, stdout, stderr)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PROJECT / "configs"), version_base="1.3"):
+        cfg = compose(main.__module__.removeprefix("train."), overrides=argv)
+    try:
+        main.__wrapped__(cfg)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err

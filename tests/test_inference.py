@@ -62,6 +62,7 @@ def test_api_cli_and_plain_pipeline_agree(model_dir, tmp_path):
     cli = [json.loads(l) for l in result.stdout.decode().splitlines()]
     assert [r["id"] for r in cli] == [0, 1, 2, 3]  # other fields pass through, order kept
     for a, b in zip(cli, ours):
+        a = a["prediction"]
         assert a["topics"] == b["topics"] and a["stance"] == b["stance"]
         np.testing.assert_allclose(list(a["stance_scores"].values()), list(b["stance_scores"].values()), atol=1e-5)
 
@@ -130,7 +131,7 @@ def test_article_mode_splits_at_blank_lines_and_keeps_the_headline(model_dir, tm
     assert art["topics"] == aggregate(art["paragraphs"])["topics"]
     result = run_predict(f"model_dir={model_dir}", "mode=article", "progress=false", stdin=text.encode())
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    out = json.loads(result.stdout)
+    out = json.loads(result.stdout)["prediction"]
     assert out["topics"] == art["topics"] and len(out["paragraphs"]) == 3
 
 
@@ -144,7 +145,7 @@ def test_csv_in_and_out(model_dir, tmp_path):
     result = run_predict(f"model_dir={model_dir}", f"input={src}", "column=body", f"output={out}", "progress=false")
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     rows = list(csv.DictReader(out.open()))
-    assert [r["id"] for r in rows] == ["1", "2"] and "stance:neutral" in rows[0]
+    assert [r["id"] for r in rows] == ["1", "2"] and "pred_stance:neutral" in rows[0]
     result = run_predict(f"model_dir={model_dir}", f"input={src}", "column=text", f"output={tmp_path / 'x.csv'}")
     assert result.returncode == 2 and b"text: no such column" in result.stderr
     assert not (tmp_path / "x.csv").exists()
@@ -218,7 +219,7 @@ def test_the_export_command_replaces_the_export_whole_or_not_at_all(model_dir, m
     assert result.returncode == 2 and b"engine='gpu': expected auto, onnx or torch" in result.stderr
     result = subprocess.run([sys.executable, "-m", "train.export", f"model_dir={model_dir / 'nope'}"],
                             cwd=PROJECT, capture_output=True, timeout=300)
-    assert result.returncode == 1 and b"model folder not found" in result.stderr
+    assert result.returncode == 2 and b"model folder not found" in result.stderr
     test_split = model_dir.parent.parent / "data/test.jsonl"
     result = subprocess.run([sys.executable, "-m", "train.export", f"model_dir={model_dir}", f"compare_on={test_split}"],
                             cwd=PROJECT, capture_output=True, timeout=300)

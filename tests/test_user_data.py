@@ -101,7 +101,7 @@ def test_extra_files_that_repeat_an_evaluation_text_are_refused(tmp_path, tiny_m
 
 
 def test_load_errors_name_every_problem_at_once(tmp_path, tiny_corpus, compose_cfg, tiny_model_dir):
-    from train.extra_files import load_extra_files
+    from train.data import load_extra_files
     from train.labels import LabelSchema
 
     a = write_jsonl(tmp_path / "a.jsonl", my_records("a"))

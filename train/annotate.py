@@ -42,7 +42,7 @@ class AnnotateError(Exception):
 def select(cfg) -> dict:
     """Write `n` chosen paragraphs as Label Studio tasks (+ labelling config) or CSV; return counts."""
     from train.baselines import MeanPooledEncoder
-    from train.extra_files import extra_paths
+    from train.data import extra_paths
     from train.inference import Classifier, ModelFolderError  # here: `import` needs no torch
     from train.selection import choose, near_duplicates_of, task_uncertainty
 
@@ -127,7 +127,7 @@ def output_format(cfg) -> str:
 
 def read_pool(cfg, schema: LabelSchema) -> tuple[list[tuple[str, dict]], dict]:
     """[(text, task data)] of the input's usable paragraphs, and counts of what was dropped."""
-    from train.predict import InputError, read_inputs
+    from train.inputs import InputError, read_inputs
 
     reserved = {LS.TEXT_FIELD, LS.ID_FIELD, *LS.CSV_EXPORT_COLUMNS, *(t.name for t in schema.tasks),
                 *LS.selection_fields(schema)}

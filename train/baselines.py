@@ -112,10 +112,12 @@ class MeanPooledEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         from train.base_model import resolve_model_path
+        from train.model_folder import quiet_transformers
 
         path = resolve_model_path(name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        with quiet_transformers():  # the encoder alone: its checkpoint's unused head is expected, not news
+            self.model = AutoModel.from_pretrained(path).eval()
         self.prefix, self.max_length, self.batch_size, self.progress = text_prefix, max_length, batch_size, progress
         self.cache = {}  # text -> vector: validation, test and training texts are each embedded once
 

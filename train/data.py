@@ -13,6 +13,7 @@ of the label schema, `source`, optional `doc_id`). Every problem is reported as
 
 import argparse
 import json
+import logging
 import re
 import sys
 from collections import Counter
@@ -23,6 +24,7 @@ from train.labels import MULTI, LabelSchema
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LANG_CODE = re.compile(r"^[a-z]{2,3}$")  # ISO 639-1 (or -3 where no two-letter code exists)
 NEAR_DUPLICATE_COSINE = 0.9
+log = logging.getLogger(__name__)
 
 
 class DataError(Exception):
@@ -128,6 +130,16 @@ def load_split(path, schema: LabelSchema, labelled: bool = True) -> list[dict]:
     return records
 
 
+def limit(records, n, seed):
+    """A seeded sample of at most `n` records (all of them when n is None)."""
+    import numpy as np
+
+    if n is None or n >= len(records):
+        return records
+    keep = np.random.default_rng(seed).choice(len(records), size=n, replace=False)
+    return [records[i] for i in sorted(keep)]
+
+
 def normalise(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
@@ -205,8 +217,6 @@ def split_paths(cfg) -> dict[str, Path]:
 def validate(cfg, files: list[Path] | None = None) -> list[str]:
     """Problems of the data config's files (and its extra_files), or of `files` when given: each
     file on its own, then ids, documents and (near-)duplicate texts shared between files."""
-    from train.extra_files import extra_file_problems
-
     schema = LabelSchema(cfg.schema)
     paths = {str(p): Path(p) for p in files} if files else split_paths(cfg)
     splits, problems = {}, []
@@ -242,8 +252,6 @@ def source_table(splits: dict[str, list[dict]], kinds: dict) -> list[str]:
 def stats(cfg, files: list[Path] | None = None) -> str:
     schema = LabelSchema(cfg.schema)
     lines, splits = [], {}
-    from train.extra_files import extra_paths
-
     paths = {str(p): Path(p) for p in files} if files else {**split_paths(cfg), **extra_paths(cfg)}
     for split, path in paths.items():
         records = splits[split] = load_split(path, schema)
@@ -266,6 +274,62 @@ def stats(cfg, files: list[Path] | None = None) -> str:
     if cfg.get("source_kinds"):
         lines += source_table(splits, dict(cfg.source_kinds))
     return "\n".join(lines)
+
+# -- data.extra_files: labelled files of one's own added to the training split ----------------
+# Each file is validated like the corpus and refused if any of its records shares an id, a document
+# or a text (same or near-duplicate) with an evaluation file (every `data.files` entry but `train`):
+# a model trained on a test paragraph would be scored on its own training data. Texts that repeat
+# the training split are allowed (they weigh twice, nothing leaks).
+#   python -m train data.extra_files=[data/mine.jsonl]
+#   python -m train data=news_plus_mine              # configs/data/news_plus_mine.yaml
+#   python -m train.data validate --data news_plus_mine
+
+
+def extra_paths(data_cfg) -> dict[str, Path]:
+    """{name: path} of the data config's `extra_files` (absent or empty: none)."""
+    return {f"extra:{path}": project_path(path) for path in (data_cfg.get("extra_files") or [])}
+
+
+def extra_file_problems(data_cfg, schema: LabelSchema, splits: dict[str, list[dict]] | None = None) -> list[str]:
+    """Every problem of the extra files: their own records, and overlaps with the evaluation files
+    or with each other. `splits`: the data config's files already read (read here when None)."""
+    return _read_and_check(data_cfg, schema, splits)[1]
+
+
+def load_extra_files(data_cfg, schema: LabelSchema) -> list[dict]:
+    """The extra files' records, in order, or DataError listing every problem (see extra_file_problems)."""
+    records, problems = _read_and_check(data_cfg, schema, None)
+    if problems:
+        raise DataError(problems)
+    if records:
+        log.info("data.extra_files: %d labelled paragraphs added to the training split from %s", len(records),
+                 ", ".join(str(p) for p in extra_paths(data_cfg).values()))
+    return records
+
+
+def _read_and_check(data_cfg, schema, splits) -> tuple[list[dict], list[str]]:
+    extra = extra_paths(data_cfg)
+    if not extra:
+        return [], []
+    paths = split_paths(data_cfg)
+    held_out, problems = {}, []
+    for name, path in paths.items():
+        if name == "train":
+            continue
+        if splits is not None and name in splits:
+            held_out[name] = splits[name]
+        else:  # an unreadable evaluation file is reported by its own validation; here it only can't be compared
+            held_out[name] = read_records(path, schema)[0]
+    mine = {}
+    for name, path in extra.items():
+        mine[name], found = read_records(path, schema)
+        problems += found
+    # check_splits names the later of two records, and the extra files come last, so each overlap
+    # that involves an extra file is reported at the extra file's line (and overlaps among the
+    # evaluation files themselves, reported by `validate`, are left out here).
+    ours = tuple(f"{p}:" for p in extra.values())
+    problems += [p for p in check_splits({**held_out, **mine}, {**paths, **extra}) if p.startswith(ours)]
+    return [r for records in mine.values() for r in records], problems
 
 
 def main(argv=None):

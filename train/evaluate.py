@@ -14,7 +14,6 @@ written under a temporary name and renamed into place. It returns metrics.json's
 
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -30,8 +29,10 @@ from train import model_card
 from train import thresholds as T
 from train.articles import aggregate
 from train.data import DataError, load_split, project_path, split_paths
-from train.inference import ModelFolderError, check_model_folder
+from train.files import remove_stale_temps, temp_path
+from train.model_folder import THRESHOLDS_FILE, ModelFolderError, check_model_folder
 from train.labels import MULTI, LabelSchema, check_schema_matches
+from train.options import OptionError, boolean, non_negative_int, positive_int
 
 log = logging.getLogger("train.evaluate")
 
@@ -43,6 +44,7 @@ class EvaluationError(Exception):
 def evaluate(cfg) -> dict:
     """Run one evaluation described by a composed `configs/evaluate.yaml`; return metrics.json's dict."""
     started = time.perf_counter()
+    check_options(cfg)
     schema = LabelSchema(cfg.data.schema)
     split_name, split_path = resolve_split(cfg)
     folders = [check_model(project_path(m), schema, cfg.data.name) for m in model_list(cfg.models)]
@@ -50,6 +52,7 @@ def evaluate(cfg) -> dict:
     out_dir = project_path(cfg.out_dir)
     if out_dir.exists():
         raise EvaluationError(f"{out_dir}: already exists; choose another out_dir (reports are never overwritten)")
+    remove_stale_temps(out_dir)  # a killed evaluation's half-written report folder
     records = load_split(split_path, schema)
     paths = split_paths(cfg.data)
     val_records = load_split(paths["validation"], schema)  # for thresholds (models and baselines)
@@ -97,6 +100,26 @@ def evaluate(cfg) -> dict:
 
 
 # -- checks ------------------------------------------------------------------------------------
+def check_options(cfg):
+    """OptionError for a value that cannot work, before any data or model is loaded."""
+    positive_int("batch_size", cfg.batch_size)
+    positive_int("threads", cfg.threads, optional=True)
+    positive_int("calibration_bins", cfg.calibration_bins)
+    positive_int("baseline_max_iter", cfg.baseline_max_iter)
+    non_negative_int("top_errors", cfg.top_errors)
+    non_negative_int("bootstrap.resamples", cfg.bootstrap.resamples)
+    non_negative_int("bootstrap.seed", cfg.bootstrap.seed)
+    for name in ("baselines", "tune_thresholds", "progress"):
+        boolean(name, cfg[name])
+    confidence = cfg.bootstrap.confidence
+    if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0 < confidence < 1:
+        raise OptionError("bootstrap.confidence", confidence, "must be between 0 and 1 (e.g. 0.95)")
+    grid = cfg.threshold_grid
+    numbers = all(isinstance(grid[k], (int, float)) and not isinstance(grid[k], bool) for k in ("start", "stop", "step"))
+    if not numbers or not (0 < grid.start <= grid.stop < 1 and grid.step > 0):
+        raise OptionError("threshold_grid", dict(grid), "expected 0 < start <= stop < 1 and step > 0")
+
+
 def resolve_split(cfg) -> tuple[str, Path]:
     """A split named in the data config (train, validation, test, seeds), or a path to a JSONL file."""
     name = str(cfg.split)
@@ -166,12 +189,9 @@ def probe_base(folder: Path) -> dict | None:
 def score_model(folder, name, cfg, schema, texts, val_texts, val_gold, grid, same_as_validation) -> dict:
     from train.inference import Classifier
 
-    clf = Classifier.from_pretrained(folder, threads=cfg.threads)
+    clf = Classifier.from_pretrained(folder, threads=cfg.threads)  # a corrupt thresholds.json is a ModelFolderError
     log.info("%s: scored with %s %s", name, clf.engine, clf.precision)
-    try:
-        saved = T.load(folder)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EvaluationError(f"{folder / 'thresholds.json'}: not valid JSON ({e}); delete it to re-tune") from None
+    saved = clf.thresholds if (folder / THRESHOLDS_FILE).is_file() else None
     val_probs = None
     if saved is None or cfg.tune_thresholds:
         val_probs, _ = clf.scores(val_texts, cfg.batch_size, cfg.progress)
@@ -295,7 +315,7 @@ def write_report_folder(out_dir: Path, result, records, systems, schema):
     """Everything under `.<name>.tmp<pid>` first; renamed into place only when complete."""
     from train import report
 
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
+    tmp = temp_path(out_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -317,9 +337,12 @@ def main(cfg) -> None:
 
     try:
         result = evaluate(cfg)
-    except (EvaluationError, ModelFolderError) as e:
+    except (EvaluationError, ModelFolderError, OptionError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # the temporary report folder is already removed
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except DataError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)

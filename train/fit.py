@@ -20,9 +20,11 @@ from omegaconf import OmegaConf
 
 from train import model_card
 from train.base_model import resolve_model_path
-from train.data import DataError, load_split, project_path, split_paths
-from train.extra_files import load_extra_files
+from train.data import DataError, limit, load_extra_files, load_split, project_path, split_paths
+from train.files import remove_stale_temps, temp_path
 from train.labels import MULTI, LabelSchema, check_schema_matches
+from train.metrics import scores_at_half
+from train.model_folder import quiet_transformers
 from train.tracking import configure as configure_tracking
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,13 @@ def train(cfg) -> dict:
     remote = bool(cfg.model.get("trust_remote_code", False))
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=remote)
     names = schema.output_names()
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=schema.num_outputs, id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)}, problem_type="multi_label_classification",
-        trust_remote_code=remote)
+    with quiet_transformers():  # its LOAD REPORT lists the new head as MISSING, in ANSI colours: we say it plainly
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=schema.num_outputs, id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)}, problem_type="multi_label_classification",
+            trust_remote_code=remote, output_loading_info=True)
+    new = sorted({k.rsplit(".", 1)[0] for k in loading["missing_keys"]})
+    log.info("model: newly initialised (not in %s): %s", cfg.model.name_or_path, ", ".join(new) or "nothing")
     # What our loaders need beyond id2label: the task slices, the input prefix and window.
     model.config.task_schema = schema.to_list()
     model.config.text_prefix = cfg.model.text_prefix
@@ -119,7 +124,11 @@ def train(cfg) -> dict:
         extras = calibrate(trainer, val_set, schema, metrics)
     if trainer.is_world_process_zero():
         out = project_path(cfg.paths.models_dir) / cfg.run_name
-        save_model_folder(trainer, cfg, schema, metrics, out, extras)
+        tmp = write_model_folder(trainer, cfg, schema, metrics, out, extras)
+        # The export reads the saved weights: drop the training state first, so that the export's
+        # peak memory does not come on top of the Trainer's (it made `make train` peak at 8 GB).
+        del trainer, model
+        finish_model_folder(tmp, out, cfg, schema, metrics)
         print(summary(out, metrics, schema))
     return metrics
 
@@ -186,14 +195,6 @@ def summary(out: Path, metrics: dict, schema: LabelSchema) -> str:
     lines.append(f"trained {metrics['epochs_run']:.0f} epochs in {metrics['train_runtime'] / 60:.1f} min "
                  f"({metrics['train_samples_per_second']:.1f} samples/s)")
     return "\n".join(lines)
-
-
-def limit(records, n, seed):
-    """A seeded sample of at most `n` records (all of them when n is None)."""
-    if n is None or n >= len(records):
-        return records
-    keep = np.random.default_rng(seed).choice(len(records), size=n, replace=False)
-    return [records[i] for i in sorted(keep)]
 
 
 def fast_bf16() -> bool:
@@ -292,26 +293,6 @@ def task_metrics(schema: LabelSchema, prediction) -> dict:
     return scores_at_half(schema, prediction.label_ids, schema.probabilities(prediction.predictions))
 
 
-def scores_at_half(schema: LabelSchema, targets, probs) -> dict:
-    """Macro-F1 per task and their mean (`macro_f1`, the model-selection metric), at 0.5."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    out = {}
-    for t in schema.tasks:
-        gold, p = targets[:, t.slice], probs[:, t.slice]
-        if t.kind == MULTI:
-            pred = (p >= 0.5).astype(int)
-            out[f"{t.name}_macro_f1"] = f1_score(gold, pred, average="macro", zero_division=0)
-            out[f"{t.name}_micro_f1"] = f1_score(gold, pred, average="micro", zero_division=0)
-        else:
-            g, pr = gold.argmax(1), p.argmax(1)
-            out[f"{t.name}_macro_f1"] = f1_score(g, pr, average="macro", labels=range(len(t.labels)),
-                                                 zero_division=0)
-            out[f"{t.name}_accuracy"] = accuracy_score(g, pr)
-    out["macro_f1"] = float(np.mean([out[f"{t.name}_macro_f1"] for t in schema.tasks]))
-    return {k: float(v) for k, v in out.items()}
-
-
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
     """The newest complete `checkpoint-<step>` folder, or None. The Trainer writes a checkpoint in
     place and `trainer_state.json` last, so a run killed while saving leaves a folder without it."""
@@ -330,12 +311,14 @@ def check_resume_schema(checkpoint: str, schema: LabelSchema, data_name: str):
                          f"drop resume=true or choose another paths.work_dir"]) from None
 
 
-def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Path, extras: dict | None = None):
-    """Write the model folder under a temporary name, check it loads, then move it into place and
-    point `models/latest` at it; a failure leaves neither a half-written folder nor a moved link."""
+def write_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Path,
+                       extras: dict | None = None) -> Path:
+    """Write the model folder under a temporary name and check it loads; return that name. Nothing
+    is left behind if this fails."""
     from transformers import AutoConfig
 
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    remove_stale_temps(out)  # a killed run's half-written folder of the same name
+    tmp = temp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         trainer.save_model(str(tmp))  # weights (safetensors), config.json with id2label, tokenizer
@@ -348,15 +331,28 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
         saved = LabelSchema.from_model_config(AutoConfig.from_pretrained(tmp))
         if saved != schema or not (tmp / "model.safetensors").is_file():
             raise RuntimeError(f"{tmp}: saved model folder failed its check")
-        if cfg.get("export_onnx"):
-            from train.export import export
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
 
+
+def finish_model_folder(tmp: Path, out: Path, cfg, schema: LabelSchema, metrics: dict):
+    """Add the ONNX export (`export_onnx`), give every file the same mode, move the folder into
+    place and point `models/latest` at it; a failure leaves neither a half-written folder nor a
+    moved link."""
+    try:
+        if cfg.get("export_onnx"):
+            from train.export import export, release_memory
+
+            release_memory()
             try:  # onnx/: the fast CPU inference path, checked against these weights
                 export(tmp)
             except Exception as e:  # an architecture the exporter cannot take must not cost the model
                 log.warning("ONNX export failed (%s: %s); the model is saved without onnx/ and runs on "
                             "PyTorch (retry with `python -m train.export`)", type(e).__name__, e)
         model_card.write(tmp, cfg, schema, metrics)  # README.md, the Hugging Face model card
+        same_mode_for_every_file(tmp)
         if out.exists():
             raise FileExistsError(f"{out} already exists; choose another run_name")
         tmp.rename(out)
@@ -364,6 +360,15 @@ def save_model_folder(trainer, cfg, schema: LabelSchema, metrics: dict, out: Pat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     point_latest(out)
+
+
+def same_mode_for_every_file(folder: Path):
+    """Give every file the mode of config.json (0644 under the usual umask). The weights come out
+    of a private temporary file (0600), so another user could read the config but not the model."""
+    mode = (folder / "config.json").stat().st_mode & 0o777
+    for file in folder.rglob("*"):
+        if file.is_file():
+            file.chmod(mode)
 
 
 def point_latest(out: Path):

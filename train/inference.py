@@ -11,7 +11,6 @@ training job writes one; `python -m train.export` for others), the fp32 file run
 with the PyTorch model's logits to ~1e-5; `precision="int8"` runs the quantized file.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -20,33 +19,14 @@ import torch
 
 from train.articles import aggregate, split_paragraphs
 from train.labels import MULTI, LabelSchema
+from train.model_folder import (ModelFolderError, broken_json_file, check_model_folder, load_thresholds,
+                                load_torch_model)
+from train.onnx_runtime import onnx_file, onnx_forward
+from train.options import OptionError, one_of, positive_int
 
-THRESHOLDS_FILE = "thresholds.json"
 # Windows per forward pass. Measured on 2 cores: 8 beat 32 and 64 (activations stay in cache).
 BATCH_SIZE = 8
-
-
-class ModelFolderError(Exception):
-    """A model folder that is missing, incomplete or unreadable (the message names the file)."""
-
-
-def check_model_folder(path: Path) -> dict:
-    """The folder's config.json as a dict, or ModelFolderError naming what is wrong."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelFolderError(f"{path}: model folder not found (train one with `python -m train`)")
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelFolderError(f"{config_file}: missing; is {path} a model folder written by `python -m train`?")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFolderError(f"{config_file}: not valid JSON ({e})") from None
-    if not isinstance(config, dict) or not config.get("task_schema"):
-        raise ModelFolderError(f"{config_file}: task_schema: missing; the model was not trained by this toolkit")
-    if not (path / "model.safetensors").is_file():
-        raise ModelFolderError(f"{path / 'model.safetensors'}: missing (only safetensors weights are loaded)")
-    return config
+PRECISIONS, ENGINES = ("fp32", "int8", "bf16"), ("auto", "onnx", "torch")
 
 
 def with_precision(model, precision: str):
@@ -58,7 +38,7 @@ def with_precision(model, precision: str):
         from torch.ao.quantization import quantize_dynamic
 
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    raise ValueError(f"precision={precision!r}: expected fp32, bf16 or int8")
+    raise OptionError("precision", precision, "expected fp32, int8 or bf16")
 
 
 def torch_forward(model):
@@ -73,21 +53,11 @@ def torch_forward(model):
     return forward
 
 
-def onnx_forward(file: Path, threads: int | None):
-    """The same with an ONNX Runtime session over a file written by `python -m train.export`."""
-    from train.export import onnx_session
-
-    session = onnx_session(file, threads)
-    return lambda ids, mask: session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
-
-
 def choose_engine(path: Path, engine: str, precision: str, device: str) -> tuple[str, Path]:
     """The engine to run and the ONNX file it would use. auto: ONNX Runtime where the folder has an
     export for this precision and we run on the CPU (measured 2x faster than PyTorch at the same
     logits), else PyTorch."""
-    from train.export import FP32_FILE, INT8_FILE, ONNX_DIR
-
-    file = path / ONNX_DIR / {"fp32": FP32_FILE, "int8": INT8_FILE}.get(precision, FP32_FILE)
+    file = onnx_file(path, precision)
     if engine == "auto":
         try:
             import onnxruntime  # noqa: F401
@@ -96,12 +66,10 @@ def choose_engine(path: Path, engine: str, precision: str, device: str) -> tuple
         return ("onnx" if device == "cpu" and precision in ("fp32", "int8") and file.is_file() else "torch"), file
     if engine == "onnx":
         if precision not in ("fp32", "int8"):
-            raise ValueError(f"precision={precision!r}: the onnx engine has fp32 and int8")
+            raise OptionError("precision", precision, "the onnx engine has fp32 and int8")
         if not file.is_file():
             raise ModelFolderError(f"{file}: missing; write it with `python -m train.export model_dir={path}`")
         return "onnx", file
-    if engine != "torch":
-        raise ValueError(f"engine={engine!r}: expected auto, onnx or torch")
     return "torch", file
 
 
@@ -130,30 +98,31 @@ class Classifier:
         same logits to ~1e-5."""
         from transformers import AutoTokenizer
 
+        one_of("precision", precision, PRECISIONS)  # before anything is loaded
+        one_of("engine", engine, ENGINES)
+        positive_int("threads", threads, optional=True)
+        positive_int("window", window, optional=True)
         path = Path(path)
         config = check_model_folder(path)
+        schema = LabelSchema(config["task_schema"])
+        thresholds = load_thresholds(path, schema)
         threads = threads or max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
         torch.set_num_threads(threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        engine, onnx_file = choose_engine(path, engine, precision, device)
+        engine, exported_file = choose_engine(path, engine, precision, device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             if engine == "onnx":
-                forward = onnx_forward(onnx_file, threads)
+                forward = onnx_forward(exported_file, threads)
             else:
-                from transformers import AutoModelForSequenceClassification
-
-                model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
-                                                                           trust_remote_code=False)
-                forward = torch_forward(with_precision(model.to(device), precision))
-        except Exception as e:  # corrupt weights, unreadable tokenizer: say which folder
-            raise ModelFolderError(f"{path}: could not be loaded ({type(e).__name__}: {e})") from e
-        thresholds = {}
-        if (path / THRESHOLDS_FILE).is_file():
-            thresholds = json.loads((path / THRESHOLDS_FILE).read_text())
+                forward = torch_forward(with_precision(load_torch_model(path).to(device), precision))
+        except ModelFolderError:
+            raise
+        except Exception as e:  # corrupt weights, unreadable tokenizer: say which file, or at least which folder
+            raise ModelFolderError(broken_json_file(path) or f"{path}: could not be loaded ({type(e).__name__}: {e})") from e
         window = window or min(config.get("max_position_embeddings", 512), tokenizer.model_max_length, 512)
         per_call_int8 = engine == "onnx" and precision == "int8"
-        return cls(forward, tokenizer, LabelSchema(config["task_schema"]), thresholds, config.get("text_prefix", ""),
+        return cls(forward, tokenizer, schema, thresholds, config.get("text_prefix", ""),
                    window, max_batch=1 if per_call_int8 else None, engine=engine, precision=precision)
 
     # -- windows -----------------------------------------------------------------------------
@@ -163,7 +132,9 @@ class Classifier:
         tok = self.tokenizer
         head, tail = self._special_tokens()
         # Tokenise prefix and text together, as in training ("query: " alone would end in a "▁").
-        ids = tok(self.text_prefix + text, add_special_tokens=False)["input_ids"]
+        # verbose=False: no "sequence length is longer than ... indexing errors" warning, since
+        # the windows below are what the model reads.
+        ids = tok(self.text_prefix + text, add_special_tokens=False, verbose=False)["input_ids"]
         cut = len(tok(self.text_prefix.rstrip(), add_special_tokens=False)["input_ids"]) if self.text_prefix else 0
         prefix, body = ids[:cut], ids[cut:]
         room = self.window - len(head) - len(tail) - len(prefix)
@@ -181,20 +152,23 @@ class Classifier:
             self._specials = full[:at], full[at + len(plain):]
         return self._specials
 
-    def scores(self, texts: list[str], batch_size: int = BATCH_SIZE, progress: bool = False):
+    def scores(self, texts: list[str], batch_size: int = BATCH_SIZE, progress: bool = False, on_batch=None):
         """Probabilities [n, outputs] (sigmoid / softmax per task) and the number of windows per text.
-        Topics take the max over windows; single-label tasks a length-weighted mean."""
-        batch_size = min(batch_size, self.max_batch or batch_size)
+        Topics take the max over windows; single-label tasks a length-weighted mean.
+        `progress`: a bar over the windows; `on_batch(windows)` is called after every forward pass
+        with the number of windows it scored (the command line's progress bar)."""
+        batch_size = min(positive_int("batch_size", batch_size), self.max_batch or batch_size)
         per_text = [self.windows(t) for t in texts]
         flat = [(i, ids) for i, ws in enumerate(per_text) for ids in ws]
         order = sorted(range(len(flat)), key=lambda k: len(flat[k][1]))
-        logits = np.zeros((len(flat), self.schema.num_outputs), dtype=np.float32)
-        batches = range(0, len(order), batch_size)
+        # NaN until scored: a window the loop below missed can never pass for a real score
+        logits = np.full((len(flat), self.schema.num_outputs), np.nan, dtype=np.float32)
+        bar = None
         if progress:
             from tqdm.auto import tqdm
-            batches = tqdm(batches, desc="predicting", unit="batch")
+            bar = tqdm(total=len(flat), desc="predicting", unit="window")
         pad = self.tokenizer.pad_token_id
-        for b in batches:
+        for b in range(0, len(order), batch_size):
             idx = order[b:b + batch_size]
             longest = max(len(flat[k][1]) for k in idx)
             ids = np.full((len(idx), longest), pad, dtype=np.int64)
@@ -204,12 +178,23 @@ class Classifier:
                 ids[row, :len(seq)] = seq
                 mask[row, :len(seq)] = 1
             logits[idx] = self.forward(ids, mask)
+            if bar is not None:
+                bar.update(len(idx))
+            if on_batch is not None:
+                on_batch(len(idx))
+        if bar is not None:
+            bar.close()
+        unscored = int((~np.isfinite(logits)).any(axis=1).sum())
+        if unscored:  # never return a number the model did not compute
+            raise RuntimeError(f"{unscored} of {len(flat)} windows have no finite score from the model "
+                               f"({self.engine} {self.precision}); no predictions returned")
         window_probs = self.schema.probabilities(logits)
         probs = np.zeros((len(texts), self.schema.num_outputs))
         lengths = np.array([len(ids) for _, ids in flat], dtype=np.float64)
         owner = np.array([i for i, _ in flat])
+        first = np.searchsorted(owner, np.arange(len(texts) + 1))  # windows are grouped by text, in order
         for i in range(len(texts)):
-            rows = owner == i
+            rows = slice(first[i], first[i + 1])
             for t in self.schema.tasks:
                 p = window_probs[rows][:, t.slice]
                 if t.kind == MULTI:
@@ -219,12 +204,12 @@ class Classifier:
         return probs, [len(ws) for ws in per_text]
 
     # -- predictions -------------------------------------------------------------------------
-    def predict(self, texts, batch_size: int = BATCH_SIZE, progress: bool = False) -> list[dict]:
+    def predict(self, texts, batch_size: int = BATCH_SIZE, progress: bool = False, on_batch=None) -> list[dict]:
         """Per paragraph: for each task its labels (multi-label: those at or above the threshold)
         and `<task>_scores`; `windows` says how many windows covered the text."""
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts; use predict_article() for one article")
-        probs, windows = self.scores(list(texts), batch_size, progress)
+        probs, windows = self.scores(list(texts), batch_size, progress, on_batch)
         preds = self.decode(probs)
         for p, n in zip(preds, windows):
             p["windows"] = n
@@ -246,13 +231,13 @@ class Classifier:
             preds.append(pred)
         return preds
 
-    def predict_article(self, text: str, batch_size: int = BATCH_SIZE) -> dict:
+    def predict_article(self, text: str, batch_size: int = BATCH_SIZE, on_batch=None) -> dict:
         """Split an article at blank lines (headline first), label each paragraph, and aggregate
         topics and stance by the annotation guide's rule (train/articles.py)."""
         paragraphs = split_paragraphs(text)
         if not paragraphs:
             raise ValueError("the article has no text")
-        preds = self.predict(paragraphs, batch_size)
+        preds = self.predict(paragraphs, batch_size, on_batch=on_batch)
         for text_, p in zip(paragraphs, preds):
             p["text"] = text_
         article = {"paragraphs": preds, "headline": paragraphs[0]}

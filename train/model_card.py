@@ -42,8 +42,7 @@ def write(folder: Path, cfg, schema: LabelSchema, metrics: dict) -> Path | None:
 
 
 def _write(folder: Path, cfg, schema: LabelSchema, metrics: dict) -> Path:
-    from train.extra_files import load_extra_files
-    from train.fit import limit
+    from train.data import limit, load_extra_files
 
     paths = split_paths(cfg.data)
     train_records = load_split(paths["train"], schema) + load_extra_files(cfg.data, schema)

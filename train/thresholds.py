@@ -1,8 +1,9 @@
 """Per-label decision thresholds for multi-label tasks: tuned on validation, saved with the model.
 
 `thresholds.json` in a model folder holds {task: {label: threshold}}, e.g.
-{"topics": {"summitry": 0.35, "sanctions": 0.5, ...}}; `Classifier.from_pretrained` reads it and
-uses 0.5 for any label it does not list.
+{"topics": {"summitry": 0.35, "sanctions": 0.5, ...}}; `Classifier.from_pretrained` reads it
+(train.model_folder.load_thresholds, which names the file if it is not valid) and uses 0.5 for any
+label it does not list.
 """
 
 import json
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.inference import THRESHOLDS_FILE
 from train.labels import MULTI, LabelSchema
+from train.model_folder import THRESHOLDS_FILE
 
 
 def threshold_grid(start: float = 0.05, stop: float = 0.95, step: float = 0.05) -> np.ndarray:
@@ -39,11 +40,6 @@ def tune(schema: LabelSchema, gold: np.ndarray, probs: np.ndarray, grid: np.ndar
             best = np.flatnonzero(np.isclose(f1, f1.max()))
             tuned[task.name][label] = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
     return tuned
-
-
-def load(model_dir: Path) -> dict | None:
-    path = Path(model_dir) / THRESHOLDS_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def save(model_dir: Path, thresholds: dict) -> Path:

@@ -5,6 +5,7 @@ scikit-learn, loaded by path, so nothing is fetched from the hub:
 
     from train.metrics import task_scores
     task_scores(schema, gold, probs, thresholds)   # {"topics": {...}, "stance": {...}}
+    scores_at_half(schema, gold, probs)            # {"topics_macro_f1": ..., "macro_f1": ...}, as training selects
 
 `gold` is the schema's target matrix [n, outputs] (multi-hot / one-hot per task) and `probs` the
 scores beside it; multi-label tasks are decided by per-label thresholds, single-label by argmax.
@@ -59,6 +60,27 @@ def as_labels(schema: LabelSchema, decisions: np.ndarray) -> list[dict]:
         out.append({t.name: [l for l, d in zip(t.labels, row[t.slice]) if d] if t.kind == MULTI
                     else t.labels[int(row[t.slice].argmax())] for t in schema.tasks})
     return out
+
+
+def scores_at_half(schema: LabelSchema, targets, probs) -> dict:
+    """Macro-F1 per task and their mean (`macro_f1`, the model-selection metric), at 0.5: the
+    training job's per-epoch score (scikit-learn directly: it runs every epoch and needs no report)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    out = {}
+    for t in schema.tasks:
+        gold, p = targets[:, t.slice], probs[:, t.slice]
+        if t.kind == MULTI:
+            pred = (p >= 0.5).astype(int)
+            out[f"{t.name}_macro_f1"] = f1_score(gold, pred, average="macro", zero_division=0)
+            out[f"{t.name}_micro_f1"] = f1_score(gold, pred, average="micro", zero_division=0)
+        else:
+            g, pr = gold.argmax(1), p.argmax(1)
+            out[f"{t.name}_macro_f1"] = f1_score(g, pr, average="macro", labels=range(len(t.labels)),
+                                                 zero_division=0)
+            out[f"{t.name}_accuracy"] = accuracy_score(g, pr)
+    out["macro_f1"] = float(np.mean([out[f"{t.name}_macro_f1"] for t in schema.tasks]))
+    return {k: float(v) for k, v in out.items()}
 
 
 def task_scores(schema: LabelSchema, gold: np.ndarray, probs: np.ndarray, thresholds: dict | None = None,

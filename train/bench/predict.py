@@ -1,7 +1,7 @@
 """Inference speed benchmark: paragraphs/s and peak memory, on the seed paragraphs + the test split.
 
-    python -m train.bench_predict [MODEL_DIR]      # default models/latest (exported first if needed)
-    python -m train.bench_predict MODEL_DIR --batch-sizes 1,8,32,64   # how batch size was chosen
+    python -m train.bench.predict [MODEL_DIR]      # default models/latest (exported first if needed)
+    python -m train.bench.predict MODEL_DIR --batch-sizes 1,8,32,64   # how batch size was chosen
 
 Paths, each timed in its own process (so peak memory is its own):
   pipeline     (a) plain `transformers.pipeline("text-classification", top_k=None)` at its defaults
@@ -89,7 +89,7 @@ def labels(schema, probs):
 
 def macro_f1(schema, probs, records):
     """Test macro-F1 of topics and stance at 0.5, as the training job scores validation."""
-    from train.fit import scores_at_half
+    from train.metrics import scores_at_half
 
     scores = scores_at_half(schema, np.array([schema.encode(r) for r in records]), probs)
     return scores["topics_macro_f1"], scores["stance_macro_f1"]
@@ -97,7 +97,7 @@ def macro_f1(schema, probs, records):
 
 def one(path: str, model_dir: str, batch_size: int | None = None) -> dict:
     """measure() in a fresh process, so that its peak memory is its own."""
-    run = subprocess.run([sys.executable, "-m", "train.bench_predict", "--one", path, model_dir, str(batch_size or 0)],
+    run = subprocess.run([sys.executable, "-m", "train.bench.predict", "--one", path, model_dir, str(batch_size or 0)],
                          capture_output=True, text=True)
     if run.returncode:
         raise SystemExit(f"{path} failed:\n{run.stderr[-3000:]}")
@@ -105,7 +105,8 @@ def one(path: str, model_dir: str, batch_size: int | None = None) -> dict:
 
 
 def ensure_export(model_dir: str):
-    from train.export import FP32_FILE, INT8_FILE, ONNX_DIR, export
+    from train.export import export
+    from train.onnx_runtime import FP32_FILE, INT8_FILE, ONNX_DIR
 
     if not all((Path(model_dir) / ONNX_DIR / f).is_file() for f in (FP32_FILE, INT8_FILE)):
         print(f"{model_dir}: exporting to ONNX first (python -m train.export)", file=sys.stderr)

@@ -1,9 +1,9 @@
 """Streaming benchmark: `python -m train.predict` on a large JSONL keeps its memory flat and writes its
 output as it goes.
 
-    python -m train.bench_stream                                  # a tiny random model, 50 MB of input
-    python -m train.bench_stream --model-dir models/latest --mb 5  # a real model (far slower per MB)
-    python -m train.bench_stream --mb 50 threads=1 chunk_size=512  # extra arguments go to train.predict
+    python -m train.bench.stream                                  # a tiny random model, 50 MB of input
+    python -m train.bench.stream --model-dir models/latest --mb 5  # a real model (far slower per MB)
+    python -m train.bench.stream --mb 50 threads=1 chunk_size=512  # extra arguments go to train.predict
 
 Writes about `--mb` MB of short paragraphs as JSONL to a temporary folder, runs the prediction command
 line on it in its own process, samples that process's resident memory (RSS) and the size of the
@@ -102,7 +102,7 @@ def at_fraction(samples, fraction: float):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m train.bench_stream", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m train.bench.stream", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", help="a model folder (default: a tiny random model made for the run)")
     parser.add_argument("--mb", type=float, default=50, help="input size in MB (default 50)")

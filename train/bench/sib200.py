@@ -1,7 +1,7 @@
 """SIB-200 benchmark: train on English only, test on English, Spanish and Korean (zero-shot).
 
-    python -m train.bench_sib200                   # trains with experiment=sib200_en, then scores
-    python -m train.bench_sib200 MODEL_DIR         # scores an existing SIB-200 model folder
+    python -m train.bench.sib200                   # trains with experiment=sib200_en, then scores
+    python -m train.bench.sib200 MODEL_DIR         # scores an existing SIB-200 model folder
 
 Prints accuracy beside the published SIB-200 figures and a TF-IDF + logistic regression baseline
 trained on the same English data. A benchmark (minutes), not a test.

@@ -1,7 +1,7 @@
 """Training speed benchmark: samples/s and peak memory of the default recipe on real corpus text.
 
-    python -m train.bench_train                      # one epoch over 480 training paragraphs
-    python -m train.bench_train trainer.bf16=false   # any Hydra override of train.yaml
+    python -m train.bench.train                      # one epoch over 480 training paragraphs
+    python -m train.bench.train trainer.bf16=false   # any Hydra override of train.yaml
 
 A measurement, not a test: it writes only to a temporary folder and prints one table.
 """
@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from train.fit import fast_bf16, train
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULTS = ["data.max_train_samples=480", "data.max_eval_samples=128", "trainer.num_train_epochs=1",
             "run_name=bench"]
 
