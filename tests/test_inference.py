@@ -135,6 +135,20 @@ def test_article_mode_splits_at_blank_lines_and_keeps_the_headline(model_dir, tm
     assert out["topics"] == art["topics"] and len(out["paragraphs"]) == 3
 
 
+@pytest.mark.parametrize("method", ["rule", "score_weighted", "headline_weighted"])
+def test_article_stance_method_reaches_predict_article_and_the_command(model_dir, method):
+    text = "Talks collapse in Hanoi\n\nThe summit ended early, officials said.\n\nBoth sides hope to meet again."
+    clf = Classifier.from_pretrained(model_dir)
+    art = clf.predict_article(text, stance_method=method)
+    assert art["stance"] == aggregate(art["paragraphs"], stance_method=method)["stance"]
+    result = run_predict(f"model_dir={model_dir}", "mode=article", f"article_stance={method}", "progress=false",
+                         stdin=text.encode())
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert json.loads(result.stdout)["prediction"]["stance"] == art["stance"]
+    with pytest.raises(ValueError, match="stance_method"):
+        clf.predict_article(text, stance_method="loudest")
+
+
 def test_csv_in_and_out(model_dir, tmp_path):
     src = tmp_path / "in.csv"
     with src.open("w", newline="") as f:

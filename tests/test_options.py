@@ -37,6 +37,7 @@ PREDICT_CASES = [  # (overrides, the message after "error: ")
     (["batch_size=1.5"], "batch_size=1.5: must be a positive integer"),
     (["batch_size=abc"], "batch_size='abc': must be a positive integer"),
     (["chunk_size=0"], "chunk_size=0: must be a positive integer"),
+    (["mode=article", "article_stance=loudest"], "article_stance='loudest': expected rule, score_weighted or headline_weighted"),
     (["threads=0"], "threads=0: must be a positive integer or null"),
     (["precision=fp16"], "precision='fp16': expected fp32, int8 or bf16"),
     (["engine=gpu"], "engine='gpu': expected auto, onnx or torch"),
@@ -81,7 +82,9 @@ EVALUATE_CASES = [
     (["bootstrap.resamples=-5"], "bootstrap.resamples=-5: must be an integer >= 0"),
     (["bootstrap.confidence=1.5"], "bootstrap.confidence=1.5: must be between 0 and 1"),
     (["threshold_grid.step=0"], "threshold_grid={'start': 0.05, 'stop': 0.95, 'step': 0}: expected 0 < start"),
-    (["baselines=perhaps"], "baselines='perhaps': expected true or false"),
+    (["baselines=perhaps"], "baselines='perhaps': expected true, false or a list of majority, tfidf_logreg, embedding_probe"),
+    (["baselines=[tfidf_logreg,bm25]"], "baselines=['tfidf_logreg', 'bm25']: expected true, false or a list of"),
+    (["article_stance=vibes"], "article_stance='vibes': expected rule, score_weighted or headline_weighted"),
 ]
 
 

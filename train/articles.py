@@ -16,6 +16,7 @@ import re
 TOPIC_SHARE = 0.20
 STANCE_SHARE = 1 / 3
 HEADLINE_SHARE = 0.25  # headline_weighted: the headline's weight as a share of the whole article
+DEFAULT_STANCE_METHOD = "rule"  # chosen by `python -m train.bench.aggregation` (README, "Article stance")
 
 
 def split_paragraphs(text: str) -> list[str]:
@@ -25,14 +26,19 @@ def split_paragraphs(text: str) -> list[str]:
     return [b.strip() for b in blocks if b.strip()]
 
 
+def check_stance_method(method: str) -> str:
+    if method not in STANCE_METHODS:
+        raise ValueError(f"stance_method={method!r}: expected one of {sorted(STANCE_METHODS)}")
+    return method
+
+
 def aggregate(paragraphs: list[dict], topics_field="topics", stance_field="stance", neutral="neutral",
-              stance_method: str = "rule") -> dict:
+              stance_method: str = DEFAULT_STANCE_METHOD) -> dict:
     """`paragraphs`: dicts with `text`, a topic list and a stance (and, for `score_weighted`,
     `<stance_field>_scores`), in article order. Returns {"topics": [...], "stance": ...}."""
     if not paragraphs:
         return {topics_field: [], stance_field: neutral}
-    if stance_method not in STANCE_METHODS:
-        raise ValueError(f"stance_method={stance_method!r}: expected one of {sorted(STANCE_METHODS)}")
+    check_stance_method(stance_method)
     sizes = [len(p["text"]) for p in paragraphs]
     topical = sum(size for p, size in zip(paragraphs, sizes) if p[topics_field])
     topics = list(paragraphs[0][topics_field])

@@ -21,18 +21,18 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 from train import calibration
 from train import metrics as M
 from train import model_card
 from train import thresholds as T
-from train.articles import aggregate
+from train.articles import DEFAULT_STANCE_METHOD, STANCE_METHODS, aggregate
 from train.data import DataError, load_split, project_path, split_paths
 from train.files import remove_stale_temps, temp_path
 from train.model_folder import THRESHOLDS_FILE, ModelFolderError, check_model_folder
 from train.labels import MULTI, LabelSchema, check_schema_matches
-from train.options import OptionError, boolean, non_negative_int, positive_int
+from train.options import OptionError, boolean, non_negative_int, one_of, positive_int
 
 log = logging.getLogger("train.evaluate")
 
@@ -89,7 +89,7 @@ def evaluate(cfg) -> dict:
                         "thresholds_tuned_on_this_split": same_as_validation},
               "systems": {s["name"]: system_metrics(s, cfg, schema, records, gold, articles) for s in systems}}
     if articles:  # the rule's own ceiling: gold paragraph labels aggregated, against the gold articles
-        result["articles_rule_on_gold_paragraphs"] = article_metrics(schema, records, gold, articles)
+        result["articles_rule_on_gold_paragraphs"] = article_metrics(schema, records, gold, articles, cfg.article_stance)
     result["margins"] = margins(schema, result["systems"])
     timing["metrics"] = time.perf_counter() - tick
     result["timing_s"] = {**timing, "total": time.perf_counter() - started}
@@ -107,10 +107,12 @@ def check_options(cfg):
     positive_int("calibration_bins", cfg.calibration_bins)
     positive_int("baseline_max_iter", cfg.baseline_max_iter)
     non_negative_int("top_errors", cfg.top_errors)
+    one_of("article_stance", cfg.article_stance, tuple(STANCE_METHODS))
     non_negative_int("bootstrap.resamples", cfg.bootstrap.resamples)
     non_negative_int("bootstrap.seed", cfg.bootstrap.seed)
-    for name in ("baselines", "tune_thresholds", "progress"):
+    for name in ("tune_thresholds", "progress"):
         boolean(name, cfg[name])
+    chosen_baselines(cfg.baselines)  # true, false or a list of names
     confidence = cfg.bootstrap.confidence
     if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0 < confidence < 1:
         raise OptionError("bootstrap.confidence", confidence, "must be between 0 and 1 (e.g. 0.95)")
@@ -141,10 +143,10 @@ def chosen_baselines(setting) -> tuple[str, ...]:
 
     if isinstance(setting, bool):
         return NAMES if setting else ()
-    names = [setting] if isinstance(setting, str) else list(setting)
-    unknown = sorted(set(names) - set(NAMES))
-    if unknown:
-        raise EvaluationError(f"baselines={names}: unknown {unknown}; expected true, false or a list of {list(NAMES)}")
+    names = [setting] if isinstance(setting, str) else list(setting) if isinstance(setting, ListConfig | list) else None
+    if names is None or set(names) - set(NAMES):
+        raise OptionError("baselines", setting if names is None or isinstance(setting, str) else names,
+                          f"expected true, false or a list of {', '.join(NAMES)}")
     return tuple(names)
 
 
@@ -231,7 +233,8 @@ def system_metrics(system, cfg, schema, records, gold, articles) -> dict:
         out["calibration_before"] = M.calibration(schema, gold, system["raw_probs"], cfg.calibration_bins)
     out["per_language"] = M.per_language(schema, records, gold, probs, tuned)
     if articles is not None:
-        out["articles"] = article_metrics(schema, records, M.decide(schema, probs, tuned), articles)
+        out["articles"] = article_metrics(schema, records, M.decide(schema, probs, tuned), articles,
+                                          cfg.article_stance, probs)
     if system["kind"] == "model":
         out["errors"] = M.confident_errors(schema, records, gold, probs, tuned, cfg.top_errors)
     return out
@@ -271,16 +274,22 @@ def read_gold_articles(cfg, schema) -> dict | None:
     return gold
 
 
-def article_metrics(schema, records, decisions, gold_articles: dict) -> dict:
-    """Paragraphs grouped by doc_id in file order; predicted paragraph labels aggregated by the
-    guide's rule (train.articles.aggregate) and scored against the gold article labels."""
+def article_metrics(schema, records, decisions, gold_articles: dict, stance_method: str = DEFAULT_STANCE_METHOD,
+                    probs=None) -> dict:
+    """Paragraphs grouped by doc_id in file order; predicted paragraph labels aggregated (topics by the
+    guide's rule, stance by `stance_method`, train.articles) and scored against the gold article labels.
+    `probs`: the paragraphs' probabilities, which score_weighted reads."""
     predicted = M.as_labels(schema, decisions)
+    if probs is not None:
+        for pred, row in zip(predicted, probs):
+            for t in schema.tasks:
+                pred[f"{t.name}_scores"] = dict(zip(t.labels, row[t.slice].tolist()))
     documents = {}
     for i, r in enumerate(records):
         documents.setdefault(r.get("doc_id") or r["id"], []).append(i)
     gold_rows, pred_rows, rows, from_file = [], [], [], 0
     for doc, idx in documents.items():
-        pred = aggregate([{"text": records[i]["text"], **predicted[i]} for i in idx])
+        pred = aggregate([{"text": records[i]["text"], **predicted[i]} for i in idx], stance_method=stance_method)
         gold = gold_articles.get(doc)
         from_file += gold is not None
         gold = gold or aggregate([records[i] for i in idx])

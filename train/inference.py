@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train.articles import aggregate, split_paragraphs
+from train.articles import DEFAULT_STANCE_METHOD, aggregate, check_stance_method, split_paragraphs
 from train.labels import MULTI, LabelSchema
 from train.model_folder import (ModelFolderError, broken_json_file, check_model_folder, load_thresholds,
                                 load_torch_model)
@@ -231,9 +231,12 @@ class Classifier:
             preds.append(pred)
         return preds
 
-    def predict_article(self, text: str, batch_size: int = BATCH_SIZE, on_batch=None) -> dict:
-        """Split an article at blank lines (headline first), label each paragraph, and aggregate
-        topics and stance by the annotation guide's rule (train/articles.py)."""
+    def predict_article(self, text: str, batch_size: int = BATCH_SIZE, on_batch=None,
+                        stance_method: str = DEFAULT_STANCE_METHOD) -> dict:
+        """Split an article at blank lines (headline first), label each paragraph, and aggregate:
+        topics by the annotation guide's rule, stance by `stance_method` (train/articles.py: rule,
+        score_weighted or headline_weighted)."""
+        check_stance_method(stance_method)
         paragraphs = split_paragraphs(text)
         if not paragraphs:
             raise ValueError("the article has no text")
@@ -242,5 +245,5 @@ class Classifier:
             p["text"] = text_
         article = {"paragraphs": preds, "headline": paragraphs[0]}
         if {"topics", "stance"} <= {t.name for t in self.schema.tasks}:  # the guide's rule is for these
-            article.update(aggregate(preds))
+            article.update(aggregate(preds, stance_method=stance_method))
         return article

@@ -23,6 +23,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from train.articles import DEFAULT_STANCE_METHOD, STANCE_METHODS
 from train.data import project_path
 from train.files import remove_stale_temps, temp_path
 from train.inference import ENGINES, PRECISIONS, Classifier, ModelFolderError
@@ -36,6 +37,7 @@ def check_options(cfg) -> dict:
     """Every option, the input and the output path, checked before any model is loaded. Returns
     {"input": Path or None (stdin), "input_format", "output": Path or None (stdout), "output_format"}."""
     one_of("mode", cfg.mode, ("paragraph", "article"))
+    one_of("article_stance", cfg.article_stance, tuple(STANCE_METHODS))
     one_of("on_error", cfg.on_error, ("fail", "skip"))
     one_of("input_format", cfg.input_format, ("auto", "txt", "jsonl", "csv"))
     one_of("output_format", cfg.output_format, ("auto", "jsonl", "csv"))
@@ -87,10 +89,11 @@ def check_output(output: Path, given: str, source: Path | None):
         raise InputError(f"output={given}: is the input file; choose another output (the input would be overwritten)")
 
 
-def label_records(clf: Classifier, records, mode: str, batch_size: int, on_batch=None):
+def label_records(clf: Classifier, records, mode: str, batch_size: int, on_batch=None,
+                  article_stance: str = DEFAULT_STANCE_METHOD):
     """Each (where, text, record) as the record unchanged plus the model's output under `prediction`."""
     if mode == "article":
-        return [{**record, PREDICTION_KEY: clf.predict_article(text, batch_size, on_batch)}
+        return [{**record, PREDICTION_KEY: clf.predict_article(text, batch_size, on_batch, article_stance)}
                 for _, text, record in records]
     preds = clf.predict([text for _, text, _ in records], batch_size, on_batch=on_batch)
     return [{**record, PREDICTION_KEY: p} for (_, _, record), p in zip(records, preds)]
@@ -136,13 +139,13 @@ def run(cfg) -> dict:
                 continue
             chunk.append((where, text, record))
             if len(chunk) >= cfg.chunk_size:
-                records = label_records(clf, chunk, cfg.mode, cfg.batch_size, progress.update)
+                records = label_records(clf, chunk, cfg.mode, cfg.batch_size, progress.update, cfg.article_stance)
                 writer = _write(sink, records, plan["output_format"], writer, counts)
                 records_done += len(chunk)
                 progress.set_postfix_str(f"{records_done} {cfg.mode}(s)")
                 chunk = []
         if chunk:
-            records = label_records(clf, chunk, cfg.mode, cfg.batch_size, progress.update)
+            records = label_records(clf, chunk, cfg.mode, cfg.batch_size, progress.update, cfg.article_stance)
             writer = _write(sink, records, plan["output_format"], writer, counts)
             records_done += len(chunk)
             progress.set_postfix_str(f"{records_done} {cfg.mode}(s)")
