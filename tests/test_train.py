@@ -225,3 +225,33 @@ def test_freeze_layers_trains_only_the_upper_layers_and_the_head(tmp_path, tiny_
         torch.testing.assert_close(weight(after, name), weight(before, name))
     assert not torch.equal(weight(after, "bert.encoder.layer.1.output.dense.weight"),
                            weight(before, "bert.encoder.layer.1.output.dense.weight"))
+
+
+def test_a_headline_context_model_reads_articles_as_it_was_trained(tmp_path, tiny_model_dir, compose_cfg):
+    """Classifier's windows for (headline, paragraph) are the training encoding's ids, and
+    predict_article gives each body paragraph its headline."""
+    from transformers import AutoTokenizer
+
+    from train.fit import encode
+    from train.inference import Classifier
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = compose_cfg(tiny_overrides(tmp_path, tiny_model_dir, {"train": "x", "validation": "x", "test": "x"},
+                                     **{"model.context": "headline", "model.max_length": 64}))
+    schema = LabelSchema(cfg.data.schema)
+    records = make_records(3, 7, "c")
+    for r in records:
+        r["headline"] = "summit alarming news"
+    trained_on = encode(records, schema, tokenizer, cfg.model, "train")["input_ids"]
+    seen = []
+
+    def forward(ids, mask):
+        seen.extend(row[m.astype(bool)].tolist() for row, m in zip(ids, mask))
+        return np.zeros((len(ids), schema.num_outputs), dtype=np.float32)
+
+    clf = Classifier(forward, tokenizer, schema, {}, window=64, context="headline")
+    assert [clf.windows(r["text"], r["headline"])[0] for r in records] == trained_on
+    plain = Classifier(forward, tokenizer, schema, {}, window=64)  # a paragraph-only model ignores contexts
+    assert plain.windows(records[0]["text"], "summit alarming news") == [tokenizer(records[0]["text"])["input_ids"]]
+    clf.predict_article("summit alarming news\n\n" + records[0]["text"] + "\n\n" + records[1]["text"])
+    assert sorted(seen) == sorted([tokenizer("summit alarming news")["input_ids"], *trained_on[:2]])

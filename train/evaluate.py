@@ -65,7 +65,8 @@ def evaluate(cfg) -> dict:
     systems, timing = [], {}
     for folder, name in zip(folders, display_names(folders)):
         tick = time.perf_counter()
-        systems.append(score_model(folder, name, cfg, schema, texts, val_texts, val_gold, grid, same_as_validation))
+        systems.append(score_model(folder, name, cfg, schema, (texts, headlines(records)),
+                                   (val_texts, headlines(val_records)), val_gold, grid, same_as_validation))
         timing[name] = time.perf_counter() - tick
     if baseline_names:
         from train.baselines import build_all
@@ -188,7 +189,13 @@ def probe_base(folder: Path) -> dict | None:
 
 
 # -- scoring -----------------------------------------------------------------------------------
-def score_model(folder, name, cfg, schema, texts, val_texts, val_gold, grid, same_as_validation) -> dict:
+def headlines(records) -> list[str | None]:
+    """Each record's article headline, which a headline-context model reads with the paragraph."""
+    return [r.get("headline") for r in records]
+
+
+def score_model(folder, name, cfg, schema, split, validation, val_gold, grid, same_as_validation) -> dict:
+    """`split`, `validation`: (texts, headlines) of the evaluated split and of the validation split."""
     from train.inference import Classifier
 
     clf = Classifier.from_pretrained(folder, threads=cfg.threads)  # a corrupt thresholds.json is a ModelFolderError
@@ -196,7 +203,7 @@ def score_model(folder, name, cfg, schema, texts, val_texts, val_gold, grid, sam
     saved = clf.thresholds if (folder / THRESHOLDS_FILE).is_file() else None
     val_probs = None
     if saved is None or cfg.tune_thresholds:
-        val_probs, _ = clf.scores(val_texts, cfg.batch_size, cfg.progress)
+        val_probs, _ = clf.scores(validation[0], cfg.batch_size, cfg.progress, contexts=validation[1])
         saved = T.tune(schema, val_gold, val_probs, grid)
         log.info("%s: thresholds tuned on validation %s -> %s", name, saved, T.save(folder, saved))
         source = "tuned on validation now, saved to thresholds.json"
@@ -205,7 +212,7 @@ def score_model(folder, name, cfg, schema, texts, val_texts, val_gold, grid, sam
     if same_as_validation and val_probs is not None:
         probs = val_probs
     else:
-        probs, _ = clf.scores(texts, cfg.batch_size, cfg.progress)
+        probs, _ = clf.scores(split[0], cfg.batch_size, cfg.progress, contexts=split[1])
     system = {"name": name, "kind": "model", "path": str(folder), "description": f"fine-tuned ({folder})",
               "probs": probs, "thresholds": saved, "thresholds_source": source}
     try:

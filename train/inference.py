@@ -26,6 +26,7 @@ from train.options import OptionError, one_of, positive_int
 
 # Windows per forward pass. Measured on 2 cores: 8 beat 32 and 64 (activations stay in cache).
 BATCH_SIZE = 8
+MAX_CONTEXT_TOKENS = 64  # a headline longer than this is cut: the paragraph is what is labelled
 PRECISIONS, ENGINES = ("fp32", "int8", "bf16"), ("auto", "onnx", "torch")
 
 
@@ -76,14 +77,15 @@ def choose_engine(path: Path, engine: str, precision: str, device: str) -> tuple
 class Classifier:
     def __init__(self, forward, tokenizer, schema: LabelSchema, thresholds: dict, text_prefix: str = "",
                  window: int = 128, overlap: int | None = None, max_batch: int | None = None,
-                 engine: str = "torch", precision: str = "fp32"):
+                 engine: str = "torch", precision: str = "fp32", context: str = "none"):
         """`forward`: (input_ids, attention_mask) int64 arrays -> logits (see torch_forward).
         `max_batch`: cap on windows per call (1 for dynamic int8, whose activation scale is per call).
-        `engine`, `precision`: what `forward` runs, for reports."""
+        `engine`, `precision`: what `forward` runs, for reports. `context`: "headline" for a model
+        trained on (headline, paragraph) text pairs (`model.context=headline`)."""
         self.forward, self.tokenizer, self.schema = forward, tokenizer, schema
         self.engine, self.precision = engine, precision
         self.thresholds, self.text_prefix = thresholds, text_prefix
-        self.window, self.max_batch = window, max_batch
+        self.window, self.max_batch, self.context = window, max_batch, context
         self.overlap = window // 4 if overlap is None else overlap  # context shared by neighbouring windows
 
     @classmethod
@@ -123,13 +125,18 @@ class Classifier:
         window = window or min(config.get("max_position_embeddings", 512), tokenizer.model_max_length, 512)
         per_call_int8 = engine == "onnx" and precision == "int8"
         return cls(forward, tokenizer, schema, thresholds, config.get("text_prefix", ""),
-                   window, max_batch=1 if per_call_int8 else None, engine=engine, precision=precision)
+                   window, max_batch=1 if per_call_int8 else None, engine=engine, precision=precision,
+                   context=config.get("text_context", "none"))
 
     # -- windows -----------------------------------------------------------------------------
-    def windows(self, text: str) -> list[list[int]]:
+    def windows(self, text: str, context: str | None = None) -> list[list[int]]:
         """Token-id windows covering all of `text`: each at most `self.window` tokens with the
-        special tokens and the model's text prefix; consecutive windows overlap by `overlap`."""
+        special tokens and the model's text prefix; consecutive windows overlap by `overlap`.
+        `context` (a headline-context model only): every window is the pair (prefix + context,
+        a piece of text), as in training; the context is cut to MAX_CONTEXT_TOKENS."""
         tok = self.tokenizer
+        if context and self.context == "headline":
+            return self._pair_windows(context, text)
         head, tail = self._special_tokens()
         # Tokenise prefix and text together, as in training ("query: " alone would end in a "▁").
         # verbose=False: no "sequence length is longer than ... indexing errors" warning, since
@@ -143,6 +150,28 @@ class Classifier:
         starts = range(0, max(len(body) - self.overlap, 1), room - self.overlap)
         return [head + prefix + body[s:s + room] + tail for s in starts]
 
+    def _pair_windows(self, context: str, text: str) -> list[list[int]]:
+        tok = self.tokenizer
+        head, middle, tail = self._pair_tokens()
+        first = tok(self.text_prefix + context, add_special_tokens=False, verbose=False)["input_ids"][:MAX_CONTEXT_TOKENS]
+        body = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
+        room = self.window - len(head) - len(first) - len(middle) - len(tail)
+        if room <= self.overlap:
+            raise ValueError(f"window of {self.window} tokens is too small for a headline and overlap {self.overlap}")
+        starts = range(0, max(len(body) - self.overlap, 1), room - self.overlap)
+        return [head + first + middle + body[s:s + room] + tail for s in starts]
+
+    def _pair_tokens(self):
+        """The ids a tokenizer puts before, between and after the two texts of a pair."""
+        if not hasattr(self, "_pair_specials"):
+            a = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+            b = self.tokenizer("b", add_special_tokens=False)["input_ids"]
+            full = self.tokenizer("a", "b")["input_ids"]
+            at = next(i for i in range(len(full)) if full[i:i + len(a)] == a)
+            bt = next(i for i in range(at + len(a), len(full)) if full[i:i + len(b)] == b)
+            self._pair_specials = full[:at], full[at + len(a):bt], full[bt + len(b):]
+        return self._pair_specials
+
     def _special_tokens(self):
         """The ids the tokenizer puts before and after a text (e.g. <s> ... </s>)."""
         if not hasattr(self, "_specials"):
@@ -152,13 +181,15 @@ class Classifier:
             self._specials = full[:at], full[at + len(plain):]
         return self._specials
 
-    def scores(self, texts: list[str], batch_size: int = BATCH_SIZE, progress: bool = False, on_batch=None):
+    def scores(self, texts: list[str], batch_size: int = BATCH_SIZE, progress: bool = False, on_batch=None,
+               contexts: list[str | None] | None = None):
         """Probabilities [n, outputs] (sigmoid / softmax per task) and the number of windows per text.
         Topics take the max over windows; single-label tasks a length-weighted mean.
         `progress`: a bar over the windows; `on_batch(windows)` is called after every forward pass
         with the number of windows it scored (the command line's progress bar)."""
         batch_size = min(positive_int("batch_size", batch_size), self.max_batch or batch_size)
-        per_text = [self.windows(t) for t in texts]
+        contexts = contexts or [None] * len(texts)
+        per_text = [self.windows(t, c) for t, c in zip(texts, contexts, strict=True)]
         flat = [(i, ids) for i, ws in enumerate(per_text) for ids in ws]
         order = sorted(range(len(flat)), key=lambda k: len(flat[k][1]))
         # NaN until scored: a window the loop below missed can never pass for a real score
@@ -204,12 +235,14 @@ class Classifier:
         return probs, [len(ws) for ws in per_text]
 
     # -- predictions -------------------------------------------------------------------------
-    def predict(self, texts, batch_size: int = BATCH_SIZE, progress: bool = False, on_batch=None) -> list[dict]:
+    def predict(self, texts, batch_size: int = BATCH_SIZE, progress: bool = False, on_batch=None,
+                contexts: list[str | None] | None = None) -> list[dict]:
         """Per paragraph: for each task its labels (multi-label: those at or above the threshold)
-        and `<task>_scores`; `windows` says how many windows covered the text."""
+        and `<task>_scores`; `windows` says how many windows covered the text. `contexts`: each
+        paragraph's headline, read by a headline-context model (ignored by others)."""
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts; use predict_article() for one article")
-        probs, windows = self.scores(list(texts), batch_size, progress, on_batch)
+        probs, windows = self.scores(list(texts), batch_size, progress, on_batch, contexts)
         preds = self.decode(probs)
         for p, n in zip(preds, windows):
             p["windows"] = n
@@ -240,7 +273,9 @@ class Classifier:
         paragraphs = split_paragraphs(text)
         if not paragraphs:
             raise ValueError("the article has no text")
-        preds = self.predict(paragraphs, batch_size, on_batch=on_batch)
+        # a headline-context model reads each body paragraph with the headline, the headline alone
+        contexts = [None] + [paragraphs[0]] * (len(paragraphs) - 1)
+        preds = self.predict(paragraphs, batch_size, on_batch=on_batch, contexts=contexts)
         for text_, p in zip(paragraphs, preds):
             p["text"] = text_
         article = {"paragraphs": preds, "headline": paragraphs[0]}

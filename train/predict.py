@@ -95,7 +95,9 @@ def label_records(clf: Classifier, records, mode: str, batch_size: int, on_batch
     if mode == "article":
         return [{**record, PREDICTION_KEY: clf.predict_article(text, batch_size, on_batch, article_stance)}
                 for _, text, record in records]
-    preds = clf.predict([text for _, text, _ in records], batch_size, on_batch=on_batch)
+    # a `headline` field (JSONL, CSV) is the context a headline-context model reads with the paragraph
+    contexts = [record.get("headline") if isinstance(record, dict) else None for _, _, record in records]
+    preds = clf.predict([text for _, text, _ in records], batch_size, on_batch=on_batch, contexts=contexts)
     return [{**record, PREDICTION_KEY: p} for (_, _, record), p in zip(records, preds)]
 
 
