@@ -32,12 +32,13 @@ $(LS_STAMP):
 labelstudio: $(LS_STAMP)
 
 # The main job: train on the shipped corpus (calibration and thresholds fitted on validation), then
-# print the test split's metrics and the cross-source split's beside TF-IDF (sources never trained on:
-# the number that says whether the model generalises). Full reports: `make evaluate`.
+# print the test split's metrics and the cross-source split's beside TF-IDF and the frozen-embedding
+# probe (sources never trained on: the number that says whether the model generalises).
+# Full reports: `make evaluate`.
 train: install
 	$(PY) -m train $(ARGS)
 	$(PY) -m train.evaluate split=test baselines=false bootstrap.resamples=200
-	$(PY) -m train.evaluate split=cross_source 'baselines=[tfidf_logreg]' bootstrap.resamples=200
+	$(PY) -m train.evaluate split=cross_source 'baselines=[tfidf_logreg,embedding_probe]' bootstrap.resamples=200
 
 test: install validate labelstudio
 	$(PY) -m pytest -q $(ARGS)

@@ -255,3 +255,13 @@ def test_a_headline_context_model_reads_articles_as_it_was_trained(tmp_path, tin
     assert plain.windows(records[0]["text"], "summit alarming news") == [tokenizer(records[0]["text"])["input_ids"]]
     clf.predict_article("summit alarming news\n\n" + records[0]["text"] + "\n\n" + records[1]["text"])
     assert sorted(seen) == sorted([tokenizer("summit alarming news")["input_ids"], *trained_on[:2]])
+
+
+def test_the_default_recipe_row_is_the_shipped_default(compose_cfg):
+    """The ablation's `default` row must describe what `python -m train` runs."""
+    from omegaconf import OmegaConf
+
+    plain = compose_cfg(["run_name=x"])
+    row = compose_cfg(["run_name=x", "experiment=recipe/default"])
+    assert OmegaConf.to_yaml(plain) == OmegaConf.to_yaml(row)
+    assert compose_cfg(["experiment=gpu"]).model.freeze_layers == 0  # a GPU trains every layer
