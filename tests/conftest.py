@@ -74,7 +74,7 @@ def tiny_overrides(tmp_path, model_dir, files, **extra) -> list[str]:
     """Overrides that shrink the real config to a seconds-long run writing only under tmp_path."""
     values = {
         "model.name_or_path": str(model_dir), "model.name": "tiny", "model.text_prefix": "''",
-        "model.max_length": 32, "model.freeze_word_embeddings": False,
+        "model.max_length": 32, "model.freeze_word_embeddings": False, "model.freeze_layers": 0,
         "data.files.train": str(files["train"]), "data.files.validation": str(files["validation"]),
         "data.files.test": str(files["test"]), "data.files.seeds": str(files["test"]),
         "trainer.num_train_epochs": 2, "trainer.per_device_train_batch_size": 16,

@@ -128,13 +128,17 @@ def output_format(cfg) -> str:
 def read_pool(cfg, schema: LabelSchema) -> tuple[list[tuple[str, dict]], dict]:
     """[(text, task data)] of the input's usable paragraphs, and counts of what was dropped."""
     from train.inputs import InputError, read_inputs
+    from train.options import OptionError
+    from train.predict import input_format
 
     reserved = {LS.TEXT_FIELD, LS.ID_FIELD, *LS.CSV_EXPORT_COLUMNS, *(t.name for t in schema.tasks),
                 *LS.selection_fields(schema)}
     pool, seen = [], set()
     counts = {"read": 0, "unreadable": 0, "repeated": 0, f"under {cfg.min_chars} characters": 0}
     try:
-        for where, text, fields in read_inputs(cfg.input, cfg.input_format, cfg.column, split_paragraphs=True):
+        source = Path(str(cfg.input))
+        fmt = input_format(source, cfg.input_format)  # auto: by extension; a folder: .txt articles
+        for where, text, fields in read_inputs(source, fmt, cfg.column, split_paragraphs=True):
             counts["read"] += 1
             if isinstance(text, InputError):
                 if cfg.on_error != "skip":
@@ -151,12 +155,13 @@ def read_pool(cfg, schema: LabelSchema) -> tuple[list[tuple[str, dict]], dict]:
                 continue
             seen.add(normalise(text))
             fields = dict(fields)
+            fields.pop(cfg.column if fmt == "csv" else "text", None)  # the text itself, kept as the task's text
             data = {LS.TEXT_FIELD: text, LS.ID_FIELD: str(fields.pop("id", None) or paragraph_id(where))}
             if cfg.lang and not fields.get("lang"):
                 data["lang"] = cfg.lang
             data.update({(f"input_{k}" if k in reserved else k): v for k, v in fields.items()})
             pool.append((text, data))
-    except InputError as e:
+    except (InputError, OptionError) as e:
         raise AnnotateError(str(e)) from None
     return pool, counts
 
