@@ -16,11 +16,13 @@ model it saves (`export_onnx: true`). `make bench-predict` measures both files' 
 """
 
 import json
+import logging
 import os
 import re
 import shutil
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -96,9 +98,10 @@ def export(model_dir: Path, quantize: bool = True) -> dict:
                               f"{report[FP32_FILE]['max_abs_logit_diff']:.2g} (> {FP32_TOLERANCE}); not written")
         if quantize:
             fp32_nodes = kept_in_fp32(tmp / FP32_FILE)
-            quantize_dynamic(str(tmp / FP32_FILE), str(tmp / INT8_FILE), weight_type=QuantType.QInt8,
-                             per_channel=True, op_types_to_quantize=INT8_OP_TYPES, nodes_to_exclude=fp32_nodes,
-                             extra_options={"DefaultTensorType": 1})  # 1 = FLOAT
+            with root_log_level(logging.WARNING):  # the quantizer logs a line per tensor to the root logger
+                quantize_dynamic(str(tmp / FP32_FILE), str(tmp / INT8_FILE), weight_type=QuantType.QInt8,
+                                 per_channel=True, op_types_to_quantize=INT8_OP_TYPES, nodes_to_exclude=fp32_nodes,
+                                 extra_options={"DefaultTensorType": 1})  # 1 = FLOAT
             # int8 is approximate by design: its distance is recorded; `main` prints its F1 change.
             report[INT8_FILE] = {"max_abs_logit_diff": max_diff(tmp / INT8_FILE, ids, mask, expected),
                                  "kept_in_fp32": fp32_nodes}
@@ -169,6 +172,17 @@ def kept_in_fp32(fp32_file: Path) -> list[str]:
 
     graph = onnx.load(fp32_file, load_external_data=False).graph
     return [node.name for node in graph.node if node.op_type == "MatMul" and FFN_OUTPUT.search(node.name)]
+
+
+@contextmanager
+def root_log_level(level: int):
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(max(level, before))
+    try:
+        yield
+    finally:
+        root.setLevel(before)
 
 
 def release_memory():

@@ -234,7 +234,7 @@ def encode(records, schema, tokenizer, model_cfg, split):
     for r in records:
         pair = (prefix + r["headline"], r["text"]) if use_headline and r.get("headline") else (prefix + r["text"],)
         ids = tokenizer(*pair, truncation=True, max_length=limit)
-        cut += len(tokenizer(*pair)["input_ids"]) > limit
+        cut += len(tokenizer(*pair, verbose=False)["input_ids"]) > limit  # counted here, so no "indexing errors" warning
         columns["input_ids"].append(ids["input_ids"])
         columns["attention_mask"].append(ids["attention_mask"])
     if cut:  # never silent: training sees the first max_length tokens of long paragraphs
