@@ -110,7 +110,10 @@ def test_ctrl_c_prints_one_line_removes_the_temporary_file_and_exits_130(news_mo
     out = tmp_path / "out.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "train.predict", f"model_dir={news_model_dir}", f"input={src}",
                              f"output={out}", "chunk_size=8", "progress=false"], cwd=PROJECT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell without job control (CI, `cmd &`) starts us with SIGINT ignored and the
+                            # child would inherit that; a user's terminal delivers Ctrl-C with the default action
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while not list(tmp_path.glob(".out.jsonl.tmp*")):  # labelling has started
